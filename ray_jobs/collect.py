@@ -1,0 +1,352 @@
+"""Collect Terraform repositories and real ``terraform plan`` ground truth → repos.parquet, plans.parquet.
+
+    python -m ray_jobs.collect --config ray_jobs/configs/collect.yaml [key=value ...]
+    ray job submit --working-dir . -- python -m ray_jobs.collect --config ray_jobs/configs/collect.yaml
+
+One Ray Data pipeline: sources → fetch + scrub + discover (one task per source) → analyze + screen
+(one task per workspace) → sandboxed plan (on nodes with the ``terraform`` resource) → Parquet.
+Every source yields one repos row and every discovered workspace one plans row, whatever fails.
+A rerun skips workspaces already planned for the same commit and never duplicates rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+from pipelines.collect.synthetic import SyntheticConfig, generate_corpus
+
+from pipelines.collect.azure_devops import AzureDevOpsConfig, azure_devops_repos
+from pipelines.collect.discover import DiscoverLimits
+from pipelines.collect.git import FetchLimits, FileLimits
+from pipelines.collect.github import GitHubSearchConfig, github_search
+from pipelines.collect.repo import CollectSettings, WorkspaceTask, collect_source
+from pipelines.collect.sources import Source, dedupe, from_local_dirs, from_manifest, from_urls
+from pipelines.collect.workspace import AnalyzeSettings, analyze_task, base_row, encode, worker_parser
+from pipelines.terraform.install import (
+    BUILTIN_PROVIDER,
+    MIRROR_PROVIDERS,
+    ensure_mirror,
+    ensure_terraform,
+    tfpredict_home,
+)
+from pipelines.terraform.sandbox import SandboxConfig
+from ray_jobs.common import (
+    TERRAFORM_RESOURCE,
+    RayConfig,
+    init_ray,
+    parse_args,
+    read_table,
+    setup_logging,
+    swap_dir,
+    terraform_resource_available,
+    write_table_atomic,
+)
+from schemas.config import Strict
+from schemas.tables import PLANS, conform
+
+logger = logging.getLogger("tfpredict.collect")
+DEFAULT_CONFIG = str(Path(__file__).parent / "configs" / "collect.yaml")
+
+
+# ---------------------------------------------------------------- config
+class SourcesConfig(Strict):
+    urls: list[str] = []  # git URLs (https, ssh, file, git@host:path)
+    ref: str | None = None  # ref for `urls` (default branch when None)
+    manifests: list[str] = []  # .txt / .csv / .yaml manifests
+    local_dirs: list[str] = []  # plain directories (not git)
+    github: GitHubSearchConfig | None = None
+    azure_devops: AzureDevOpsConfig | None = None
+    synthetic: SyntheticConfig | None = None  # the embedded default corpus
+    synthetic_history: bool = True  # plan every commit of synthetic repos against its parent
+
+
+class CloneConfig(Strict):
+    depth: int = 1
+    timeout_s: float = 300
+    max_repo_mb: float = 500
+    allowed_protocols: list[str] = ["https", "ssh", "file"]
+    max_commits: int = 20  # history mode
+
+
+class FilesConfig(Strict):
+    max_file_kb: float = 512
+    max_files: int = 5000
+
+
+class DiscoverConfig(Strict):
+    min_tf_files: int = 1
+    max_tf_files: int = 200
+    max_workspace_kb: float = 2048
+    max_workspaces: int = 200
+
+
+class PlanConfig(Strict):
+    enabled: bool = True  # false: analyze and screen only
+    timeout_s: float = 120
+    cpu_s: int = 300
+    memory_mb: int = 2048
+    network: str = "auto"  # auto | on | off (unshare -n)
+    parse_timeout_s: float = 10
+    static_fallback: bool = True  # label providers outside the mirror with the static planner
+    mirror_dir: str | None = None  # default: $TFPREDICT_HOME/tf-mirror on each node
+    num_cpus: float = 1  # per plan task
+    retry_failed: bool = False  # rerun: plan again rows that ended in error/timeout
+
+
+class CollectConfig(Strict):
+    output_dir: str = "data"
+    cache_dir: str | None = None  # git cache, per node (default: $TFPREDICT_HOME/git-cache)
+    resume: bool = True  # false: replan everything
+    sources: SourcesConfig = SourcesConfig()
+    clone: CloneConfig = CloneConfig()
+    files: FilesConfig = FilesConfig()
+    discover: DiscoverConfig = DiscoverConfig()
+    plan: PlanConfig = PlanConfig()
+    ray: RayConfig = RayConfig()
+
+
+# ---------------------------------------------------------------- sources
+def resolve_sources(cfg: CollectConfig) -> list[Source]:
+    s = cfg.sources
+    out: list[Source] = []
+    if s.synthetic is not None:
+        corpus_dir = Path(cfg.output_dir) / "synthetic"
+        for repo in generate_corpus(s.synthetic, corpus_dir):
+            out.append(
+                Source(
+                    url=repo.url,
+                    kind="git",
+                    origin="synthetic",
+                    trusted=True,
+                    history=s.synthetic_history,
+                    labels={"synthetic": repo.name},
+                )
+            )
+    schemes = cfg.clone.allowed_protocols
+    out += from_urls(s.urls, ref=s.ref, allowed_schemes=schemes) if s.urls else []
+    for m in s.manifests:
+        out += from_manifest(m, allowed_schemes=schemes)
+    out += from_local_dirs(s.local_dirs) if s.local_dirs else []
+    if s.github is not None:
+        out += github_search(s.github)
+    if s.azure_devops is not None:
+        out += azure_devops_repos(s.azure_devops)
+    return dedupe(out)
+
+
+# ---------------------------------------------------------------- UDFs (run on Ray workers)
+def collect_udf(row: dict[str, Any], settings: CollectSettings) -> dict[str, Any]:
+    repo_row, tasks = collect_source(Source.from_row(row), settings)
+    return {"repo": json.dumps(repo_row, default=datetime.isoformat), "tasks": [t.to_json() for t in tasks]}
+
+
+def explode_udf(row: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"workspace_id": json.loads(t)["workspace_id"], "task": t} for t in row["tasks"]]
+
+
+def analyze_udf(row: dict[str, Any], settings: AnalyzeSettings) -> dict[str, Any]:
+    task = WorkspaceTask.from_json(row["task"])
+    try:
+        analyzed, route = analyze_task(task, settings, worker_parser(settings.parse_timeout_s))
+    except Exception as e:  # keep the row: a bug must not lose a workspace
+        logging.getLogger(__name__).exception("analyze failed for %s", task.workspace_id)
+        analyzed, route = base_row(task), "skip"
+        analyzed.update(plan_status="error", plan_error=f"internal: {type(e).__name__}: {e}"[:600], plan_step="analyze")
+    return {"workspace_id": task.workspace_id, "analyzed": encode(analyzed, route, task)}
+
+
+_SANDBOX: dict[str, SandboxConfig] = {}
+
+
+def _sandbox(plan: dict[str, Any]) -> SandboxConfig:
+    """Per-worker sandbox settings; terraform and the mirror are resolved on the node that plans."""
+    key = json.dumps(plan, sort_keys=True)
+    if key not in _SANDBOX:
+        mirror = ensure_mirror(Path(plan["mirror_dir"]) if plan["mirror_dir"] else None)
+        _SANDBOX[key] = SandboxConfig(
+            terraform=str(ensure_terraform()),
+            mirror=str(mirror),
+            timeout_s=plan["timeout_s"],
+            cpu_s=plan["cpu_s"],
+            memory_mb=plan["memory_mb"],
+            network=plan["network"],
+        )
+    return _SANDBOX[key]
+
+
+def plan_udf(batch: pa.Table, plan: dict[str, Any]) -> pa.Table:
+    import ray
+
+    from pipelines.terraform.ground_truth import plan_encoded
+
+    node = ray.get_runtime_context().get_node_id()
+    rows = []
+    for encoded in batch.column("analyzed").to_pylist():
+        row = plan_encoded(encoded, _sandbox(plan), node)
+        row["collected_at"] = datetime.now(UTC)
+        rows.append(row)
+    return conform(rows, "plans")
+
+
+# ---------------------------------------------------------------- driver
+def allowed_providers() -> tuple[str, ...]:
+    return tuple(sorted({p.source for p in MIRROR_PROVIDERS} | {BUILTIN_PROVIDER}))
+
+
+def _existing_plans(path: Path, retry_failed: bool) -> set[str]:
+    t = read_table(path, ["workspace_id", "plan_status"])
+    if t is None:
+        return set()
+    done = set()
+    for wid, status in zip(t.column("workspace_id").to_pylist(), t.column("plan_status").to_pylist(), strict=True):
+        if not (retry_failed and status in ("error", "timeout")):
+            done.add(wid)
+    return done
+
+
+def run(cfg: CollectConfig) -> dict[str, Any]:
+    import ray
+
+    start = time.monotonic()
+    out = Path(cfg.output_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.output_dir = str(out)
+    sources = resolve_sources(cfg)
+    if not sources:
+        raise SystemExit("no sources: set sources.urls, manifests, local_dirs, github, azure_devops or synthetic")
+    init_ray(cfg.ray)
+    settings = CollectSettings(
+        cache_dir=cfg.cache_dir or str(tfpredict_home() / "git-cache"),
+        fetch=FetchLimits(
+            depth=cfg.clone.depth,
+            timeout_s=cfg.clone.timeout_s,
+            max_repo_mb=cfg.clone.max_repo_mb,
+            allowed_protocols=tuple(cfg.clone.allowed_protocols),
+            max_commits=cfg.clone.max_commits,
+        ),
+        files=FileLimits(max_file_kb=cfg.files.max_file_kb, max_files=cfg.files.max_files),
+        discover=DiscoverLimits(**cfg.discover.model_dump()),
+    )
+    logger.info("collecting %d sources into %s", len(sources), out)
+
+    # Phase A: one task per source; repo rows are small and go to the driver.
+    fetched = (
+        ray.data.from_items([s.to_row() for s in sources], override_num_blocks=len(sources))
+        .map(collect_udf, fn_kwargs={"settings": settings}, num_cpus=0.5)
+        .materialize()
+    )
+    repos = [json.loads(r["repo"]) for r in fetched.select_columns(["repo"]).iter_rows()]
+    for r in repos:
+        r["collected_at"] = datetime.fromisoformat(r["collected_at"])
+    write_table_atomic(conform(repos, "repos"), out / "repos.parquet")
+
+    # Phase B: one row per workspace; skip what an earlier run already planned.
+    plans_path = out / "plans.parquet"
+    done = _existing_plans(plans_path, cfg.plan.retry_failed) if cfg.resume else set()
+    tasks = fetched.flat_map(explode_udf)
+    all_ids = set(tasks.select_columns(["workspace_id"]).to_pandas()["workspace_id"])
+    todo = all_ids - done
+    logger.info(
+        "%d workspaces discovered, %d already planned, %d to plan", len(all_ids), len(all_ids & done), len(todo)
+    )
+    tmp = out / f".plans.parquet.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    if todo:
+        analyze = AnalyzeSettings(
+            allowed_providers=allowed_providers(),
+            static_fallback=cfg.plan.static_fallback,
+            parse_timeout_s=cfg.plan.parse_timeout_s,
+        )
+        plan_args: dict[str, Any] = {"num_cpus": cfg.plan.num_cpus}
+        if terraform_resource_available():
+            plan_args["resources"] = {TERRAFORM_RESOURCE: 1}
+        else:
+            logger.warning("no node advertises the %r resource; planning on any node", TERRAFORM_RESOURCE)
+        (
+            tasks.filter(lambda r: r["workspace_id"] in todo)
+            .repartition(len(todo))
+            .map(analyze_udf, fn_kwargs={"settings": analyze}, num_cpus=0.5)
+            .map_batches(
+                plan_udf, batch_size=1, batch_format="pyarrow", fn_kwargs={"plan": cfg.plan.model_dump()}, **plan_args
+            )
+            .write_parquet(str(tmp), mode="overwrite")
+        )
+    keep = all_ids & done
+    if keep:  # carry earlier rows of still-discovered workspaces over, untouched
+        old = pads.dataset(plans_path, format="parquet").to_table(filter=pads.field("workspace_id").isin(list(keep)))
+        pq.write_table(old.cast(PLANS), tmp / "previous-run.parquet")
+    if not any(tmp.iterdir()):
+        pq.write_table(PLANS.empty_table(), tmp / "empty.parquet")
+    swap_dir(tmp, plans_path)
+    summary = summarize(out, time.monotonic() - start)
+    return summary
+
+
+def summarize(out: Path, elapsed: float) -> dict[str, Any]:
+    repos = pq.read_table(out / "repos.parquet", columns=["status", "error", "secrets_found"]).to_pylist()
+    plans = pq.read_table(
+        out / "plans.parquet", columns=["plan_status", "planner", "plan_step", "plan_error", "secrets_found"]
+    ).to_pylist()
+    reason = lambda e: (e or "").split(":", 1)[0]  # noqa: E731
+    summary = {
+        "output_dir": str(out),
+        "repos": len(repos),
+        "repos_by_status": dict(Counter(r["status"] for r in repos)),
+        "repo_errors": dict(Counter(reason(r["error"]) for r in repos if r["status"] != "ok")),
+        "workspaces": len(plans),
+        "plans_by_status": dict(Counter(p["plan_status"] for p in plans)),
+        "plans_by_planner": dict(Counter(p["planner"] for p in plans if p["plan_status"] == "ok")),
+        "plan_reasons": dict(
+            Counter(f"{p['plan_step']}:{reason(p['plan_error'])}" for p in plans if p["plan_status"] != "ok")
+        ),
+        "secrets_scrubbed": sum(r["secrets_found"] or 0 for r in repos),
+        "elapsed_s": round(elapsed, 1),
+        "workspaces_per_s": round(len(plans) / elapsed, 2) if elapsed else None,
+    }
+    return summary
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    lines = [
+        "",
+        "collect summary",
+        f"  repos       {s['repos']:>6}  {s['repos_by_status']}",
+    ]
+    if s["repo_errors"]:
+        lines.append(f"              reasons {s['repo_errors']}")
+    lines += [
+        f"  workspaces  {s['workspaces']:>6}  {s['plans_by_status']}  planner {s['plans_by_planner']}",
+    ]
+    if s["plan_reasons"]:
+        lines.append(f"              reasons {s['plan_reasons']}")
+    lines += [
+        f"  secrets scrubbed {s['secrets_scrubbed']}",
+        f"  {s['elapsed_s']} s, {s['workspaces_per_s']} workspaces/s",
+        f"  wrote {s['output_dir']}/repos.parquet and {s['output_dir']}/plans.parquet",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    setup_logging()
+    cfg = parse_args(CollectConfig, argv, __doc__ or "", DEFAULT_CONFIG)
+    summary = run(cfg)
+    print(format_summary(summary))
+    (Path(cfg.output_dir) / "collect_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""What every job entrypoint shares: CLI parsing, Ray start-up, atomic table writes, summaries."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel
+
+from schemas.config import Strict, load_config
+
+M = TypeVar("M", bound=BaseModel)
+logger = logging.getLogger("tfpredict")
+
+TERRAFORM_RESOURCE = "terraform"  # custom resource of nodes that can run terraform (cluster.yaml)
+
+
+class RayConfig(Strict):
+    address: str | None = None  # None: an existing cluster (RAY_ADDRESS / ray job submit) or a new local one
+    num_cpus: int | None = None  # local cluster only; default: all cores
+    auth_disabled: bool = False  # local throwaway clusters only (sets RAY_AUTH_MODE=disabled)
+
+
+def parse_args(model: type[M], argv: Sequence[str] | None, doc: str, default_config: str | None) -> M:
+    """``--config FILE key=value ...`` → a validated config (every error listed at once)."""
+    p = argparse.ArgumentParser(
+        description=doc.split("\n\n", maxsplit=1)[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=doc
+    )
+    p.add_argument("--config", default=default_config, help="YAML config (default: %(default)s)")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. plan.timeout_s=60")
+    args = p.parse_args(argv)
+    return load_config(model, args.config, args.overrides)
+
+
+def setup_logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def init_ray(cfg: RayConfig) -> None:
+    """Connect to a cluster, or start a local one whose node can run terraform."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if cfg.address or os.environ.get("RAY_ADDRESS"):
+        ray.init(address=cfg.address or os.environ["RAY_ADDRESS"], log_to_driver=True)
+        return
+    if cfg.auth_disabled:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    n = cfg.num_cpus or os.cpu_count() or 1
+    ray.init(num_cpus=n, resources={TERRAFORM_RESOURCE: n}, include_dashboard=False)
+
+
+def terraform_resource_available() -> bool:
+    import ray
+
+    return ray.cluster_resources().get(TERRAFORM_RESOURCE, 0) > 0
+
+
+def write_table_atomic(table: pa.Table, path: str | Path) -> None:
+    """Write one Parquet dataset directory as a whole: temp directory, then rename over the old one."""
+    final = Path(path)
+    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir(parents=True)
+    pq.write_table(table, tmp / "part-00000.parquet")
+    swap_dir(tmp, final)
+
+
+def swap_dir(tmp: Path, final: Path) -> None:
+    """Replace ``final`` by ``tmp`` so that readers see the old or the new data, never a mix."""
+    old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table | None:
+    p = Path(path)
+    if not p.exists():
+        return None
+    return pq.read_table(p, columns=columns)
+
+
+def count_table(rows: Iterable[dict[str, Any]], *keys: str) -> Counter[tuple[Any, ...]]:
+    return Counter(tuple(r.get(k) for k in keys) for r in rows)

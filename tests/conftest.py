@@ -1,0 +1,77 @@
+"""Shared fixtures: one Ray cluster of two simulated nodes for the whole session, terraform, helpers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from pipelines.terraform.install import ensure_mirror, ensure_terraform
+from pipelines.terraform.sandbox import SandboxConfig
+
+GIT_ENV = {
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.com",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.com",
+    "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z",
+    "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z",
+}
+
+
+def make_git_repo(path: Path, commits: list[Mapping[str, str | None]]) -> list[str]:
+    """A real git repository at ``path`` with one commit per mapping (file → content; None deletes;
+    content starting with ``symlink:`` makes a symlink). Returns the commit SHAs, oldest first."""
+    path.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **GIT_ENV}
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=path, env=env, check=True, capture_output=True, text=True).stdout
+
+    git("init", "-q", "-b", "main")
+    shas = []
+    for i, files in enumerate(commits):
+        for rel, content in files.items():
+            target = path / rel
+            if content is None:
+                target.unlink()
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if content.startswith("symlink:"):
+                target.unlink(missing_ok=True)
+                target.symlink_to(content.removeprefix("symlink:"))
+            else:
+                target.write_text(content)
+        git("add", "-A")
+        git("commit", "-q", "--allow-empty", "-m", f"commit {i}")
+        shas.append(git("rev-parse", "HEAD").strip())
+    return shas
+
+
+@pytest.fixture(scope="session")
+def sandbox_cfg() -> SandboxConfig:
+    return SandboxConfig(terraform=str(ensure_terraform()), mirror=str(ensure_mirror()), timeout_s=120)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[object]:
+    """A real Ray cluster of two nodes (1 CPU each, both able to run terraform) on loopback."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "resources": {"terraform": 1}, "include_dashboard": False},
+    )
+    cluster.add_node(num_cpus=1, resources={"terraform": 1})
+    ray.init(address=cluster.address, log_to_driver=False)
+    cluster.wait_for_nodes()
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
