@@ -25,7 +25,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
-from pipelines.collect.synthetic import SyntheticConfig, generate_corpus
 
 from pipelines.collect.azure_devops import AzureDevOpsConfig, azure_devops_repos
 from pipelines.collect.discover import DiscoverLimits
@@ -33,6 +32,7 @@ from pipelines.collect.git import FetchLimits, FileLimits
 from pipelines.collect.github import GitHubSearchConfig, github_search
 from pipelines.collect.repo import CollectSettings, WorkspaceTask, collect_source
 from pipelines.collect.sources import Source, dedupe, from_local_dirs, from_manifest, from_urls
+from pipelines.collect.synthetic import SyntheticConfig, generate_corpus
 from pipelines.collect.workspace import AnalyzeSettings, analyze_task, base_row, encode, worker_parser
 from pipelines.terraform.install import (
     BUILTIN_PROVIDER,
@@ -252,7 +252,9 @@ def run(cfg: CollectConfig) -> dict[str, Any]:
         r["collected_at"] = datetime.fromisoformat(r["collected_at"])
     write_table_atomic(conform(repos, "repos"), out / "repos.parquet")
 
+    fetch_s = time.monotonic() - start
     # Phase B: one row per workspace; skip what an earlier run already planned.
+    phase_b = time.monotonic()
     plans_path = out / "plans.parquet"
     done = _existing_plans(plans_path, cfg.plan.retry_failed) if cfg.resume else set()
     tasks = fetched.flat_map(explode_udf)
@@ -290,7 +292,10 @@ def run(cfg: CollectConfig) -> dict[str, Any]:
     if not any(tmp.iterdir()):
         pq.write_table(PLANS.empty_table(), tmp / "empty.parquet")
     swap_dir(tmp, plans_path)
+    plan_s = time.monotonic() - phase_b
     summary = summarize(out, time.monotonic() - start)
+    summary["planned_now"] = len(todo)
+    summary["timings"] = {"fetch_stage_s": round(fetch_s, 2), "plan_stage_s": round(plan_s, 2)}
     return summary
 
 

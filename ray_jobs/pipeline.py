@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ray_jobs import collect
+from ray_jobs import collect as collect_job
 from ray_jobs.common import parse_args, setup_logging
 from schemas.config import Strict
 
@@ -22,14 +22,14 @@ DEFAULT_CONFIG = str(Path(__file__).parent / "configs" / "pipeline.yaml")
 
 
 class PipelineConfig(Strict):
-    collect: collect.CollectConfig = collect.CollectConfig()
+    collect: collect_job.CollectConfig = collect_job.CollectConfig()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     setup_logging()
     cfg = parse_args(PipelineConfig, argv, __doc__ or "", DEFAULT_CONFIG)
-    summary = collect.run(cfg.collect)
-    print(collect.format_summary(summary))
+    summary = collect_job.run(cfg.collect)
+    print(collect_job.format_summary(summary))
     (Path(cfg.collect.output_dir) / "collect_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     return 0
 

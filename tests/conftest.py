@@ -62,6 +62,8 @@ def sandbox_cfg() -> SandboxConfig:
 def ray_cluster() -> Iterator[object]:
     """A real Ray cluster of two nodes (1 CPU each, both able to run terraform) on loopback."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # keep every Ray address on loopback: otherwise Ray advertises the machine's interface address
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     import ray
     from ray.cluster_utils import Cluster
 

@@ -129,9 +129,7 @@ class _Client:
             try:
                 body = resp.json()
             except ValueError as e:
-                raise SourceApiError(
-                    f"Azure DevOps answered invalid JSON for {resp.url}: check base_url"
-                ) from e
+                raise SourceApiError(f"Azure DevOps answered invalid JSON for {resp.url}: check base_url") from e
             if not isinstance(body, dict) or not isinstance(body.get("value", []), list):
                 raise SourceApiError(f"Azure DevOps answered an unexpected JSON shape for {resp.url}")
             yield from body.get("value") or []
@@ -174,9 +172,7 @@ class _Client:
                         f"retry later or list fewer projects"
                     )
                 wait = _retry_after(resp)
-                logger.warning(
-                    "azure devops throttled (%d): sleeping %.0f s, then retrying %s", status, wait, url
-                )
+                logger.warning("azure devops throttled (%d): sleeping %.0f s, then retrying %s", status, wait, url)
                 self.sleep(wait)
                 continue
             if status >= 500:

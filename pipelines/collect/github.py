@@ -192,9 +192,7 @@ def _get(
             waits += 1
             if wait > cfg.max_wait_s or waits > MAX_RATE_LIMIT_WAITS:
                 raise SourceApiError(_rate_limit_message(resp, wait, waits, cfg))
-            logger.warning(
-                "github rate limit (%d): sleeping %.0f s, then retrying %s", status, wait, resp.url
-            )
+            logger.warning("github rate limit (%d): sleeping %.0f s, then retrying %s", status, wait, resp.url)
             sleep(wait)
             continue
         if status >= 500:
@@ -271,9 +269,7 @@ def _json(resp: requests.Response) -> dict[str, Any]:
     try:
         body = resp.json()
     except ValueError as e:
-        raise SourceApiError(
-            f"GitHub answered non-JSON for {resp.url}: check api_url ({resp.text[:120]!r})"
-        ) from e
+        raise SourceApiError(f"GitHub answered non-JSON for {resp.url}: check api_url ({resp.text[:120]!r})") from e
     if not isinstance(body, dict):
         raise SourceApiError(f"GitHub answered unexpected JSON for {resp.url}: check api_url")
     return body

@@ -165,7 +165,7 @@ def check_url(url: str, allowed_schemes: Iterable[str] = ALLOWED_SCHEMES) -> str
 
 def _check_scheme_url(url: str, scheme: str, allowed: set[str]) -> str | None:
     rest = url[len(scheme) + 3 :]
-    if scheme == "http" and "https" in allowed:
+    if scheme == "http" and "http" not in allowed:
         return f"plain http:// is not allowed (no transport security): use https://{rest}"
     if scheme not in allowed:
         return f"scheme '{scheme}://' is not allowed: use one of {_fmt(allowed)}"
@@ -334,9 +334,7 @@ def _txt_entries(path: Path, text: str) -> tuple[list[_Entry], _Problems]:
         if not fields:
             continue
         if len(fields) > 2:
-            problems.append(
-                (n, f"{path}:{n}: expected 'URL [REF]', got {len(fields)} fields: {line.strip()!r}")
-            )
+            problems.append((n, f"{path}:{n}: expected 'URL [REF]', got {len(fields)} fields: {line.strip()!r}"))
             continue
         ref = fields[1] if len(fields) == 2 else None
         entries.append(_Entry(n, f"{path}:{n}", fields[0], {"ref": ref}))
@@ -397,9 +395,7 @@ def _yaml_entries(path: Path, text: str) -> tuple[list[_Entry], _Problems]:
         where = f"{path}: entry {i} (line {item_node.start_mark.line + 1})"
         item = {"url": raw} if isinstance(raw, str) else raw
         if not isinstance(item, dict):
-            problems.append(
-                (i, f"{where}: expected a mapping {{url, ref?, labels?, license?}} or a URL string")
-            )
+            problems.append((i, f"{where}: expected a mapping {{url, ref?, labels?, license?}} or a URL string"))
             continue
         bad = _yaml_entry_problems(item)
         if bad:
@@ -414,9 +410,7 @@ def _yaml_entry_problems(item: dict[Any, Any]) -> list[str]:
     problems = []
     unknown = sorted(str(k) for k in set(item) - set(_YAML_ENTRY_KEYS))
     if unknown:
-        problems.append(
-            f"unknown keys {unknown}: allowed are {list(_YAML_ENTRY_KEYS)} (put others under labels)"
-        )
+        problems.append(f"unknown keys {unknown}: allowed are {list(_YAML_ENTRY_KEYS)} (put others under labels)")
     if not isinstance(item.get("url"), str):
         problems.append("'url' is missing or not a string")
     for key in ("ref", "license"):

@@ -63,9 +63,7 @@ class FakeApi:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     @property
     def url(self) -> str:
@@ -198,10 +196,8 @@ def github_secondary_rate_limit(retry_after: int, status: int = 403) -> Reply:
     return Reply(
         status,
         {
-            "message": "You have exceeded a secondary rate limit. "
-            "Please wait a few minutes before you try again.",
-            "documentation_url": f"{GITHUB_DOCS}/overview/rate-limits-for-the-rest-api"
-            "#about-secondary-rate-limits",
+            "message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+            "documentation_url": f"{GITHUB_DOCS}/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
         },
         {"Retry-After": str(retry_after)},
     )
@@ -231,9 +227,7 @@ class FakeGitHub(FakeApi):
             return github_error(401, "Bad credentials")
         q = req.query.get("q", "").strip()
         if not q:
-            return github_error(
-                422, "Validation Failed", [{"resource": "Search", "field": "q", "code": "missing"}]
-            )
+            return github_error(422, "Validation Failed", [{"resource": "Search", "field": "q", "code": "missing"}])
         per_page = min(int(req.query.get("per_page", 30)), 100)
         page = int(req.query.get("page", 1))
         if (page - 1) * per_page >= 1000:
@@ -249,8 +243,7 @@ class FakeGitHub(FakeApi):
             links["prev"] = page - 1
             links["first"] = 1
         rels = {
-            rel: f"{self.url}/search/repositories?{urlencode({**req.query, 'page': n})}"
-            for rel, n in links.items()
+            rel: f"{self.url}/search/repositories?{urlencode({**req.query, 'page': n})}" for rel, n in links.items()
         }
         if "next" in rels:
             self.links_served.append(rels["next"])

@@ -226,9 +226,7 @@ def test_manifest_csv(tmp_path: Path) -> None:
         ",,,,\n",
     )
     assert from_manifest(manifest) == [
-        git(
-            "https://github.com/acme/a.git", "v1", license="MIT", labels={"team": "platform", "tier": "gold"}
-        ),
+        git("https://github.com/acme/a.git", "v1", license="MIT", labels={"team": "platform", "tier": "gold"}),
         git("git@github.com:acme/b.git", labels={"team": "network"}),
     ]
 
@@ -314,9 +312,7 @@ def test_manifest_format_and_file_errors(tmp_path: Path) -> None:
         from_manifest(write(tmp_path / "repos.json", "[]"))
     with pytest.raises(SourceError, match=r"nope\.txt: cannot read manifest \(No such file or directory\)"):
         from_manifest(tmp_path / "nope.txt")
-    with pytest.raises(
-        SourceError, match=r"a YAML manifest is a list of repos or a mapping \{repos: \[\.\.\.\]\}"
-    ):
+    with pytest.raises(SourceError, match=r"a YAML manifest is a list of repos or a mapping \{repos: \[\.\.\.\]\}"):
         from_manifest(write(tmp_path / "other.yaml", "sources: []\n"))
 
 
@@ -505,9 +501,7 @@ def test_github_server_errors_back_off_then_give_up() -> None:
         sleeps.clear()
         for i in range(3, 7):
             fake.inject(github_error(500, "Server Error"), at=i)
-        with pytest.raises(
-            SourceApiError, match=r"failed with HTTP 500 4 times .*: Server Error; GitHub may be down"
-        ):
+        with pytest.raises(SourceApiError, match=r"failed with HTTP 500 4 times .*: Server Error; GitHub may be down"):
             github_search(search_cfg(fake), sleep=sleeps.append)
     assert sleeps == [1.0, 2.0, 4.0]
     assert len(fake.requests) == 7
@@ -529,16 +523,11 @@ def test_github_422_shows_githubs_message() -> None:
         "or you do not have permission to view them."
     )
     with FakeGitHub(HCL_REPOS) as fake:
-        fake.inject(
-            github_error(
-                422, "Validation Failed", [{"message": msg, "resource": "Search", "code": "invalid"}]
-            )
-        )
+        fake.inject(github_error(422, "Validation Failed", [{"message": msg, "resource": "Search", "code": "invalid"}]))
         with pytest.raises(SourceApiError) as exc:
             github_search(GitHubSearchConfig(query="user:nobody", api_url=fake.url), sleep=[].append)
     assert str(exc.value) == (
-        "GitHub rejected the search query 'user:nobody language:HCL fork:false' (HTTP 422): "
-        f"Validation Failed; {msg}"
+        f"GitHub rejected the search query 'user:nobody language:HCL fork:false' (HTTP 422): Validation Failed; {msg}"
     )
 
 
@@ -592,14 +581,10 @@ def test_azure_two_projects_with_continuation_tokens(monkeypatch: pytest.MonkeyP
 
 def test_azure_single_project_and_include_disabled() -> None:
     with FakeAzureDevOps(ORG, AZ_PROJECTS) as fake:
-        cfg = AzureDevOpsConfig(
-            organization=ORG, project="Infra Platform", base_url=fake.url, include_disabled=True
-        )
+        cfg = AzureDevOpsConfig(organization=ORG, project="Infra Platform", base_url=fake.url, include_disabled=True)
         got = azure_devops_repos(cfg, sleep=[].append)
     assert got == [az_source("Infra Platform", "landing-zone"), az_source("Infra Platform", "old-stuff")]
-    assert [r.target for r in fake.requests] == [
-        f"/{ORG}/Infra%20Platform/_apis/git/repositories?api-version=7.1"
-    ]
+    assert [r.target for r in fake.requests] == [f"/{ORG}/Infra%20Platform/_apis/git/repositories?api-version=7.1"]
     assert "authorization" not in fake.requests[0].headers
 
 
@@ -636,9 +621,7 @@ def test_azure_unknown_project_and_server_error() -> None:
     sleeps: list[float] = []
     with FakeAzureDevOps(ORG, AZ_PROJECTS) as fake:
         cfg = AzureDevOpsConfig(organization=ORG, project="Nope", base_url=fake.url)
-        with pytest.raises(
-            SourceApiError, match=r"404 .*TF200016: The following project does not exist: Nope"
-        ):
+        with pytest.raises(SourceApiError, match=r"404 .*TF200016: The following project does not exist: Nope"):
             azure_devops_repos(cfg, sleep=sleeps.append)
         for i in range(1, 5):
             fake.inject(Reply(500, {"message": "boom"}), at=i)

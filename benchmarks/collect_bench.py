@@ -1,0 +1,99 @@
+"""Plan-stage overhead of the collect job vs plain ``xargs -P <cores>`` running the same terraform.
+
+    .venv/bin/python benchmarks/collect_bench.py [--repos 20] [--cores N]
+
+Both sides plan the same >= 40 synthetic workspaces (fresh state) with the same terraform binary and
+offline provider mirror. Ours: the collect job's phase B (analyze + screen + sandboxed init/plan/show +
+Parquet write) on a local Ray cluster with N CPUs. Baseline: the workspaces already written to disk,
+``xargs -P N`` running ``terraform init && plan && show -json`` in each, nothing else. Ratio printed last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipelines.terraform.install import cli_config, ensure_mirror, ensure_terraform  # noqa: E402
+from pipelines.terraform.sandbox import write_files  # noqa: E402
+from ray_jobs import collect  # noqa: E402
+from schemas.config import load_config  # noqa: E402
+
+
+def baseline(workspaces: list[dict], cores: int, work: Path) -> float:
+    """xargs -P cores: init + plan + show -json per workspace, files pre-written, same mirror."""
+    tf, mirror = ensure_terraform(), ensure_mirror()
+    rc = work / "terraformrc"
+    rc.write_text(cli_config(mirror))
+    dirs = []
+    for i, ws in enumerate(workspaces):
+        root = work / f"ws{i}"
+        write_files(root, ws["files"])
+        dirs.append(str(root / ws["path"]) if ws["path"] != "." else str(root))
+    script = (
+        f'cd "$0" && {tf} init -input=false -backend=false -no-color >/dev/null && '
+        f"{tf} plan -input=false -lock=false -refresh=false -no-color -out=p >/dev/null && "
+        f"{tf} show -json p >plan.json"
+    )
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(work),
+        "TF_CLI_CONFIG_FILE": str(rc),
+        "TF_IN_AUTOMATION": "1",
+        "CHECKPOINT_DISABLE": "1",
+    }
+    start = time.perf_counter()
+    subprocess.run(
+        ["xargs", "-0", "-P", str(cores), "-n", "1", "sh", "-c", script],
+        input="\0".join(dirs).encode(),
+        env=env,
+        check=True,
+    )
+    elapsed = time.perf_counter() - start
+    ok = sum((Path(d) / "plan.json").stat().st_size > 0 for d in dirs)
+    assert ok == len(dirs), f"baseline planned {ok}/{len(dirs)}"
+    return elapsed
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--repos", type=int, default=20)
+    p.add_argument("--cores", type=int, default=os.cpu_count() or 2)
+    args = p.parse_args()
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    with tempfile.TemporaryDirectory(prefix="tfpredict-bench-") as tmp:
+        work = Path(tmp)
+        cfg = load_config(
+            collect.CollectConfig,
+            None,
+            [
+                f"output_dir={work / 'out'}",
+                f"cache_dir={work / 'cache'}",
+                f"ray.num_cpus={args.cores}",
+                f"sources.synthetic={{n_repos: {args.repos}, seed: 1, commits_per_repo: 1, cloud_fraction: 0}}",
+                "sources.synthetic_history=false",
+            ],
+        )
+        summary = collect.run(cfg)
+        plans = pq.read_table(work / "out" / "plans.parquet", columns=["path", "files", "plan_status"]).to_pylist()
+        assert len(plans) >= 40, f"only {len(plans)} workspaces: raise --repos"
+        assert all(p["plan_status"] == "ok" for p in plans), "every benchmark workspace must plan"
+        ours = summary["timings"]["plan_stage_s"]
+        base = baseline(plans, args.cores, work / "baseline")
+    print(f"workspaces: {len(plans)}  cores: {args.cores}")
+    print(f"ours (collect plan stage, Ray Data): {ours:.2f} s")
+    print(f"baseline (xargs -P {args.cores} terraform init+plan+show): {base:.2f} s")
+    print(f"ratio ours/baseline: {ours / base:.2f}")
+
+
+if __name__ == "__main__":
+    main()
