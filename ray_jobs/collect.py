@@ -291,6 +291,13 @@ def run(cfg: CollectConfig) -> dict[str, Any]:
         pq.write_table(old.cast(PLANS), tmp / "previous-run.parquet")
     if not any(tmp.iterdir()):
         pq.write_table(PLANS.empty_table(), tmp / "empty.parquet")
+    written = pq.read_table(tmp, columns=["workspace_id"]).column("workspace_id").to_pylist()
+    if len(written) != len(all_ids) or set(written) != all_ids:  # never publish a table that lost or doubled rows
+        missing, extra = sorted(all_ids - set(written))[:10], len(written) - len(set(written))
+        raise RuntimeError(
+            f"plans table check failed: {len(written)} rows for {len(all_ids)} workspaces "
+            f"(missing e.g. {missing}, duplicates {extra}); left {tmp} for inspection"
+        )
     swap_dir(tmp, plans_path)
     plan_s = time.monotonic() - phase_b
     summary = summarize(out, time.monotonic() - start)

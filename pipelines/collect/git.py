@@ -125,7 +125,11 @@ def fetch(url: str, ref: str | None, cache_dir: str | Path, limits: FetchLimits,
         except git.GitError as e:
             shutil.rmtree(git_dir, ignore_errors=True)
             return FetchResult("error", f"cache: {e}", duration_s=time.monotonic() - start)
+        # the cap is on the repository's objects in the cache, not on one fetch's delta, so that a
+        # rerun (or a fetch killed half-way) can never let an oversized repository through
         before = _dir_bytes(git_dir / "objects")
+        cap = limits.max_repo_mb * 2**20
+        too_large = f"too_large: the repository exceeds the {limits.max_repo_mb:g} MB size cap (clone.max_repo_mb)"
         args = [
             "git",
             "-c",
@@ -150,18 +154,21 @@ def fetch(url: str, ref: str | None, cache_dir: str | Path, limits: FetchLimits,
             time.sleep(0.1)
             if time.monotonic() - start > limits.timeout_s:
                 reason = f"timeout: fetch exceeded {limits.timeout_s:g}s"
-            elif _dir_bytes(git_dir / "objects") - before > limits.max_repo_mb * 2**20:
-                reason = f"too_large: fetch exceeded the {limits.max_repo_mb:g} MB size cap (clone.max_repo_mb)"
+            elif _dir_bytes(git_dir / "objects") > cap:
+                reason = too_large
             if reason:
                 os.killpg(popen.pid, signal.SIGKILL)
                 popen.wait()
         stderr = popen.stderr.read().decode(errors="replace") if popen.stderr else ""
-        fetched = max(0, _dir_bytes(git_dir / "objects") - before)
-        if not reason and fetched > limits.max_repo_mb * 2**20:  # finished between two polls
-            reason = f"too_large: fetch exceeded the {limits.max_repo_mb:g} MB size cap (clone.max_repo_mb)"
-            shutil.rmtree(git_dir, ignore_errors=True)
+        total = _dir_bytes(git_dir / "objects")
+        fetched = max(0, total - before)
+        if not reason and total > cap:  # finished between two polls
+            reason = too_large
         if reason:
-            _drop_partial(git_dir)
+            if reason == too_large:  # drop the whole cache entry: nothing of it may be used later
+                shutil.rmtree(git_dir, ignore_errors=True)
+            else:
+                _drop_partial(git_dir)
             return FetchResult(
                 "skipped" if reason.startswith("too_large") else "error",
                 reason,

@@ -47,8 +47,11 @@ def test_fetch_over_size_cap_is_skipped_and_not_cached(tmp_path: Path) -> None:
     make_git_repo(tmp_path / "big", [{"main.tf": "a = 1\n", "blob.txt": os.urandom(1_500_000).hex()}])
     res = fetch((tmp_path / "big").as_uri(), None, tmp_path / "cache", FetchLimits(max_repo_mb=1))
     assert res.status == "skipped"
-    assert res.error == "too_large: fetch exceeded the 1 MB size cap (clone.max_repo_mb)"
-    assert not any((tmp_path / "cache").glob("*.git/objects/pack/*.pack"))
+    assert res.error == "too_large: the repository exceeds the 1 MB size cap (clone.max_repo_mb)"
+    assert not any((tmp_path / "cache").glob("*.git"))
+    # a rerun starts from nothing again and is skipped again: a half-fetched cache never lets it through
+    again = fetch((tmp_path / "big").as_uri(), None, tmp_path / "cache", FetchLimits(max_repo_mb=1))
+    assert (again.status, again.error) == (res.status, res.error)
 
 
 def test_refetch_same_commit_downloads_nothing(tmp_path: Path) -> None:

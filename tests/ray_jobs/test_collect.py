@@ -167,7 +167,7 @@ def test_every_source_yields_exactly_one_repo_row(run: dict[str, Any]) -> None:
 
 def test_every_workspace_yields_one_row_with_its_status(run: dict[str, Any]) -> None:
     ids = [p["workspace_id"] for p in run["plans"]]
-    assert len(ids) == len(set(ids))
+    assert len(ids) == len(set(ids)) == run["summary"]["workspaces"] == run["summary"]["planned_now"]
     got = {
         name: [(p["parse_status"], p["plan_status"], p["plan_step"]) for p in plans_of(run, name)] for name in HOSTILE
     }
@@ -257,10 +257,13 @@ def test_plans_ran_on_both_nodes(run: dict[str, Any], ray_cluster: Any) -> None:
 
 
 def test_rerun_skips_finished_work_and_duplicates_nothing(run: dict[str, Any]) -> None:
-    before = sorted((p["workspace_id"], p["plan_status"]) for p in run["plans"])
+    def key(p: dict[str, Any]) -> tuple[Any, ...]:
+        return (p["source_url"], p["path"], p["commit_sha"], p["prior"], p["workspace_id"], p["plan_status"])
+
+    before = sorted(map(key, run["plans"]))
     summary = collect.run(run["cfg"])
     out = run["root"] / "out"
-    after = sorted((p["workspace_id"], p["plan_status"]) for p in pq.read_table(out / "plans.parquet").to_pylist())
+    after = sorted(map(key, pq.read_table(out / "plans.parquet").to_pylist()))
     assert after == before
     assert summary["planned_now"] == 0
     assert pq.read_table(out / "repos.parquet").num_rows == run["n_repos_rows"]

@@ -811,3 +811,13 @@ def test_value_bombs_stop_at_the_evaluation_budget() -> None:
         "evaluating this config took more than 2000000 steps (values or instance counts far beyond real "
         "configs); not planned statically"
     )
+
+
+@pytest.mark.parametrize(("case_id", "files", "workspace"), CROSS_CHECK_CASES, ids=[c[0] for c in CROSS_CHECK_CASES])
+def test_static_plan_equals_real_terraform(case_id: str, files: dict[str, str], workspace: str, sandbox_cfg) -> None:  # noqa: ANN001
+    """The same workspace planned by real terraform (offline mirror) and by the static planner."""
+    from pipelines.terraform.sandbox import plan_workspace
+
+    real = plan_workspace([{"path": p, "content": c} for p, c in files.items()], workspace, sandbox_cfg)
+    assert real.status == "ok", real.error
+    assert static_plan(files, workspace).resource_changes == real.resource_changes
