@@ -814,7 +814,7 @@ def test_value_bombs_stop_at_the_evaluation_budget() -> None:
 
 
 @pytest.mark.parametrize(("case_id", "files", "workspace"), CROSS_CHECK_CASES, ids=[c[0] for c in CROSS_CHECK_CASES])
-def test_static_plan_equals_real_terraform(case_id: str, files: dict[str, str], workspace: str, sandbox_cfg) -> None:  # noqa: ANN001
+def test_static_plan_equals_real_terraform(case_id: str, files: dict[str, str], workspace: str, sandbox_cfg) -> None:
     """The same workspace planned by real terraform (offline mirror) and by the static planner."""
     from pipelines.terraform.sandbox import plan_workspace
 
