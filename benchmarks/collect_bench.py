@@ -32,6 +32,7 @@ from schemas.config import load_config  # noqa: E402
 def baseline(workspaces: list[dict], cores: int, work: Path) -> float:
     """xargs -P cores: init + plan + show -json per workspace, files pre-written, same mirror."""
     tf, mirror = ensure_terraform(), ensure_mirror()
+    work.mkdir(parents=True, exist_ok=True)
     rc = work / "terraformrc"
     rc.write_text(cli_config(mirror))
     dirs = []
@@ -66,7 +67,7 @@ def baseline(workspaces: list[dict], cores: int, work: Path) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--repos", type=int, default=20)
+    p.add_argument("--repos", type=int, default=28)
     p.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     args = p.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")

@@ -50,7 +50,6 @@ from ray_jobs.common import (
     read_table,
     setup_logging,
     swap_dir,
-    terraform_resource_available,
     write_table_atomic,
 )
 from schemas.config import Strict
@@ -149,22 +148,15 @@ def resolve_sources(cfg: CollectConfig) -> list[Source]:
 # ---------------------------------------------------------------- UDFs (run on Ray workers)
 def collect_udf(row: dict[str, Any], settings: CollectSettings) -> dict[str, Any]:
     repo_row, tasks = collect_source(Source.from_row(row), settings)
-    return {"repo": json.dumps(repo_row, default=datetime.isoformat), "tasks": [t.to_json() for t in tasks]}
+    return {
+        "repo": json.dumps(repo_row, default=datetime.isoformat),
+        "workspace_ids": [t.workspace_id for t in tasks],
+        "tasks": [t.to_json() for t in tasks],
+    }
 
 
-def explode_udf(row: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"workspace_id": json.loads(t)["workspace_id"], "task": t} for t in row["tasks"]]
-
-
-def analyze_udf(row: dict[str, Any], settings: AnalyzeSettings) -> dict[str, Any]:
-    task = WorkspaceTask.from_json(row["task"])
-    try:
-        analyzed, route = analyze_task(task, settings, worker_parser(settings.parse_timeout_s))
-    except Exception as e:  # keep the row: a bug must not lose a workspace
-        logging.getLogger(__name__).exception("analyze failed for %s", task.workspace_id)
-        analyzed, route = base_row(task), "skip"
-        analyzed.update(plan_status="error", plan_error=f"internal: {type(e).__name__}: {e}"[:600], plan_step="analyze")
-    return {"workspace_id": task.workspace_id, "analyzed": encode(analyzed, route, task)}
+def explode_udf(row: dict[str, Any], skip: frozenset[str]) -> list[dict[str, Any]]:
+    return [{"task": t} for wid, t in zip(row["workspace_ids"], row["tasks"], strict=True) if wid not in skip]
 
 
 _SANDBOX: dict[str, SandboxConfig] = {}
@@ -186,15 +178,29 @@ def _sandbox(plan: dict[str, Any]) -> SandboxConfig:
     return _SANDBOX[key]
 
 
-def plan_udf(batch: pa.Table, plan: dict[str, Any]) -> pa.Table:
+def workspace_udf(batch: pa.Table, analyze: AnalyzeSettings, plan: dict[str, Any]) -> pa.Table:
+    """Analyze, screen and plan workspaces → plans rows in the declared schema (one task per workspace).
+
+    A task, not an actor: a killed worker's task is retried by Ray, and workers keep the parser
+    process and sandbox settings between tasks (module-level caches).
+    """
     import ray
 
     from pipelines.terraform.ground_truth import plan_encoded
 
     node = ray.get_runtime_context().get_node_id()
     rows = []
-    for encoded in batch.column("analyzed").to_pylist():
-        row = plan_encoded(encoded, _sandbox(plan), node)
+    for text in batch.column("task").to_pylist():
+        task = WorkspaceTask.from_json(text)
+        try:
+            analyzed, route = analyze_task(task, analyze, worker_parser(analyze.parse_timeout_s))
+        except Exception as e:  # keep the row: a bug must not lose a workspace
+            logger.exception("analyze failed for %s", task.workspace_id)
+            analyzed, route = base_row(task), "skip"
+            analyzed.update(
+                plan_status="error", plan_error=f"internal: {type(e).__name__}: {e}"[:600], plan_step="analyze"
+            )
+        row = plan_encoded(encode(analyzed, route, task), _sandbox(plan), node)
         row["collected_at"] = datetime.now(UTC)
         rows.append(row)
     return conform(rows, "plans")
@@ -247,9 +253,11 @@ def run(cfg: CollectConfig) -> dict[str, Any]:
         .map(collect_udf, fn_kwargs={"settings": settings}, num_cpus=0.5)
         .materialize()
     )
-    repos = [json.loads(r["repo"]) for r in fetched.select_columns(["repo"]).iter_rows()]
-    for r in repos:
-        r["collected_at"] = datetime.fromisoformat(r["collected_at"])
+    repos, all_ids = [], set()
+    for r in fetched.select_columns(["repo", "workspace_ids"]).iter_rows():
+        repos.append(json.loads(r["repo"]))
+        repos[-1]["collected_at"] = datetime.fromisoformat(repos[-1]["collected_at"])
+        all_ids.update(r["workspace_ids"])
     write_table_atomic(conform(repos, "repos"), out / "repos.parquet")
 
     fetch_s = time.monotonic() - start
@@ -257,8 +265,6 @@ def run(cfg: CollectConfig) -> dict[str, Any]:
     phase_b = time.monotonic()
     plans_path = out / "plans.parquet"
     done = _existing_plans(plans_path, cfg.plan.retry_failed) if cfg.resume else set()
-    tasks = fetched.flat_map(explode_udf)
-    all_ids = set(tasks.select_columns(["workspace_id"]).to_pandas()["workspace_id"])
     todo = all_ids - done
     logger.info(
         "%d workspaces discovered, %d already planned, %d to plan", len(all_ids), len(all_ids & done), len(todo)
@@ -272,18 +278,23 @@ def run(cfg: CollectConfig) -> dict[str, Any]:
             parse_timeout_s=cfg.plan.parse_timeout_s,
         )
         plan_args: dict[str, Any] = {"num_cpus": cfg.plan.num_cpus}
-        if terraform_resource_available():
+        if ray.cluster_resources().get(TERRAFORM_RESOURCE, 0) > 0:
             plan_args["resources"] = {TERRAFORM_RESOURCE: 1}
         else:
             logger.warning("no node advertises the %r resource; planning on any node", TERRAFORM_RESOURCE)
         (
-            tasks.filter(lambda r: r["workspace_id"] in todo)
-            .repartition(len(todo))
-            .map(analyze_udf, fn_kwargs={"settings": analyze}, num_cpus=0.5)
+            fetched.flat_map(explode_udf, fn_kwargs={"skip": frozenset(done)})
+            .repartition(len(todo))  # one block per workspace, so that plans spread over every slot
             .map_batches(
-                plan_udf, batch_size=1, batch_format="pyarrow", fn_kwargs={"plan": cfg.plan.model_dump()}, **plan_args
+                workspace_udf,
+                batch_size=1,
+                batch_format="pyarrow",
+                fn_kwargs={"analyze": analyze, "plan": cfg.plan.model_dump()},
+                **plan_args,
             )
-            .write_parquet(str(tmp), mode="overwrite")
+            # same remote args as the map, so Ray Data fuses the write into it: a separate write
+            # operator would hold back part of the CPU budget and halve the plan concurrency
+            .write_parquet(str(tmp), mode="overwrite", ray_remote_args=plan_args)
         )
     keep = all_ids & done
     if keep:  # carry earlier rows of still-discovered workspaces over, untouched

@@ -62,12 +62,6 @@ def init_ray(cfg: RayConfig) -> None:
     ray.init(num_cpus=n, resources={TERRAFORM_RESOURCE: n}, include_dashboard=False)
 
 
-def terraform_resource_available() -> bool:
-    import ray
-
-    return ray.cluster_resources().get(TERRAFORM_RESOURCE, 0) > 0
-
-
 def write_table_atomic(table: pa.Table, path: str | Path) -> None:
     """Write one Parquet dataset directory as a whole: temp directory, then rename over the old one."""
     final = Path(path)
