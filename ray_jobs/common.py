@@ -7,10 +7,9 @@ import logging
 import os
 import shutil
 import uuid
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -85,7 +84,3 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table |
     if not p.exists():
         return None
     return pq.read_table(p, columns=columns)
-
-
-def count_table(rows: Iterable[dict[str, Any]], *keys: str) -> Counter[tuple[Any, ...]]:
-    return Counter(tuple(r.get(k) for k in keys) for r in rows)
