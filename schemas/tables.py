@@ -84,7 +84,45 @@ PLANS = pa.schema(
     ]
 )
 
-TABLES: dict[str, pa.Schema] = {"repos": REPOS, "plans": PLANS}
+SPLITS = ("train", "val", "test")
+MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string()), ("weight", pa.int8())])
+
+# datasets/<name>/{split}.parquet: the JSONL's examples with their metadata (build_dataset)
+EXAMPLES = pa.schema(
+    [
+        ("example_id", pa.string()),  # hash of (task, messages)
+        ("split", pa.string()),  # SPLITS
+        ("task", pa.string()),  # plan_prediction | rego_policy | terminal_report | records | imported
+        ("subtask", pa.string()),  # e.g. plan | change, write_policy | write_tests
+        ("group", pa.string()),  # leakage unit (repo_id, query, incident ...)
+        ("cluster", pa.string()),  # near-duplicate cluster (its smallest example_id)
+        ("component", pa.string()),  # split unit: smallest group key among linked groups and clusters
+        ("source_id", pa.string()),  # the source row (workspace_id, query path, record id ...)
+        ("repo_id", pa.string()),
+        ("provider", pa.string()),  # stratum
+        ("complexity_bucket", pa.string()),
+        ("labels", pa.string()),  # JSON object, sorted keys
+        ("n_tokens", pa.int32()),  # rendered with the tokenizer's chat template
+        ("n_trainable", pa.int32()),  # assistant tokens that carry loss (after truncation)
+        ("truncated", pa.bool_()),  # longer than length.max_tokens, kept (length.over_limit = truncate)
+        ("messages", pa.list_(MESSAGE)),
+    ]
+)
+
+# datasets/<name>/dropped.parquet: every source row or example that did not make it, with the reason
+DROPPED = pa.schema(
+    [
+        ("task", pa.string()),
+        ("source_id", pa.string()),
+        ("example_id", pa.string()),  # null when the source yielded no example
+        ("stage", pa.string()),  # DROP_STAGES
+        ("reason", pa.string()),  # short code, counted in stats
+        ("detail", pa.string()),
+    ]
+)
+DROP_STAGES = ("source", "validate", "length", "dedup")
+
+TABLES: dict[str, pa.Schema] = {"repos": REPOS, "plans": PLANS, "examples": EXAMPLES, "dropped": DROPPED}
 
 _ALLOWED: dict[str, dict[str, tuple[str, ...]]] = {
     "repos": {"status": STATUS_REPO},
@@ -94,6 +132,8 @@ _ALLOWED: dict[str, dict[str, tuple[str, ...]]] = {
         "planner": PLANNERS,
         "complexity_bucket": COMPLEXITY_BUCKETS,
     },
+    "examples": {"split": SPLITS},
+    "dropped": {"stage": DROP_STAGES},
 }
 
 

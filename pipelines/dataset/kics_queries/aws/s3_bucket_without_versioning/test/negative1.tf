@@ -1,0 +1,7 @@
+resource "aws_s3_bucket" "data" {
+  bucket = "tfpredict-data"
+
+  versioning {
+    enabled = true
+  }
+}

@@ -1,0 +1,7 @@
+resource "aws_s3_bucket" "archive" {
+  bucket = "tfpredict-archive"
+
+  versioning {
+    enabled = false
+  }
+}

@@ -1,0 +1,106 @@
+"""Leak-free, growth-stable, stratified train/val/test assignment.
+
+The unit of assignment is a *component*: examples connected by sharing a group (a repository, a KICS
+query, an incident ...) or a near-duplicate cluster; its key is its smallest group key. In order:
+
+1. Sticky: a component containing a group that an earlier build of the same dataset assigned keeps that
+   split (the earlier build's ``{split}.parquet``), so rebuilding with more data never moves an example.
+2. Hash: otherwise ``sha256(salt, key)`` mapped to [0, 1) and cut at the cumulative ratios; a pure function
+   of the key, so it is stable under growth even without an earlier build.
+3. Stratified minimum: in a stratum (task, provider) with at least ``min_groups`` components, a val or test
+   split that the hash left empty takes the non-sticky train component whose hash is highest (closest to
+   the cut). Small strata would otherwise easily end up with no evaluation data at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pipelines.dataset.dedup import UnionFind
+from schemas.tables import SPLITS
+
+
+class LeakageError(RuntimeError):
+    """A group or near-duplicate cluster spans two splits."""
+
+
+def bucket(salt: str, key: str) -> float:
+    """Uniform in [0, 1), stable across runs and machines."""
+    return int.from_bytes(hashlib.sha256(f"{salt}\0{key}".encode()).digest()[:8], "big") / 2**64
+
+
+def split_of(u: float, ratios: Mapping[str, float]) -> str:
+    total = sum(ratios[s] for s in SPLITS)
+    acc = 0.0
+    for s in SPLITS:
+        acc += ratios[s] / total
+        if u < acc:
+            return s
+    return SPLITS[-1]
+
+
+def components(rows: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """example_id → component key (the smallest group key of its component)."""
+    uf = UnionFind()
+    rows = list(rows)
+    for r in rows:
+        uf.union(f"g:{r['group']}", f"c:{r['cluster']}")
+    # representative = smallest key, and "c:" < "g:", so map each set to its smallest *group* key explicitly
+    smallest: dict[str, str] = {}
+    for r in rows:
+        root = uf.find(f"g:{r['group']}")
+        smallest[root] = min(smallest.get(root, r["group"]), r["group"])
+    return {r["example_id"]: smallest[uf.find(f"g:{r['group']}")] for r in rows}
+
+
+def assign(
+    rows: Iterable[Mapping[str, Any]],
+    ratios: Mapping[str, float],
+    salt: str,
+    *,
+    previous: Mapping[str, str] | None = None,
+    min_groups: int = 5,
+) -> dict[str, str]:
+    """rows: {example_id, group, cluster, stratum} → example_id → split. ``previous``: group → split."""
+    rows = sorted(rows, key=lambda r: r["example_id"])
+    comp = components(rows)
+    previous = previous or {}
+    members: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for r in rows:
+        members[comp[r["example_id"]]].append(r)
+    split: dict[str, str] = {}
+    sticky: set[str] = set()
+    for key, rs in members.items():
+        known = sorted((r["group"], previous[r["group"]]) for r in rs if r["group"] in previous)
+        if known:
+            split[key] = known[0][1]
+            sticky.add(key)
+        else:
+            split[key] = split_of(bucket(salt, key), ratios)
+    strata: dict[str, list[str]] = defaultdict(list)
+    for key, rs in members.items():
+        strata[rs[0].get("stratum", "")].append(key)
+    for keys in strata.values():
+        if len(keys) < min_groups:
+            continue
+        for s in ("test", "val"):
+            if ratios.get(s, 0) > 0 and s not in {split[k] for k in keys}:
+                movable = sorted(
+                    (k for k in keys if split[k] == "train" and k not in sticky), key=lambda k: bucket(salt, k)
+                )
+                if len(movable) > 1:  # never empty train
+                    split[movable[-1]] = s
+    return {r["example_id"]: split[comp[r["example_id"]]] for r in rows}
+
+
+def leakage(rows: Iterable[Mapping[str, Any]], split: Mapping[str, str]) -> list[str]:
+    """Groups and clusters whose examples are in more than one split (empty = no leakage)."""
+    seen: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        s = split[r["example_id"]]
+        seen[f"group {r['group']}"].add(s)
+        seen[f"cluster {r['cluster']}"].add(s)
+    return sorted(f"{k} in {sorted(v)}" for k, v in seen.items() if len(v) > 1)
