@@ -18,3 +18,4 @@ lint: setup
 
 bench: setup
 	$(PY) benchmarks/collect_bench.py
+	$(PY) benchmarks/dataset_bench.py

@@ -1,6 +1,6 @@
 """Tokenization + validation throughput: the build job's Ray Data stage vs a single-process loop.
 
-    .venv/bin/python benchmarks/dataset_bench.py [--examples 3000] [--cores N]
+    .venv/bin/python benchmarks/dataset_bench.py [--examples 4000] [--blocks N] [--cores N]
 
 Both sides run the job's own ``prepare_udf`` (OpenAI-format validation, chat-template token counts with
 assistant-only spans, content hash, MinHash signature) over the same examples (synthetic terminal
@@ -52,9 +52,10 @@ def make_items(n: int) -> list[dict]:
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--examples", type=int, default=3000)
+    p.add_argument("--examples", type=int, default=4000)
     p.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--blocks", type=int, default=0, help="input blocks (default: 4 per core)")
     args = p.parse_args()
     items = make_items(args.examples)
     work = Path(tempfile.mkdtemp(prefix="dataset-bench-"))
@@ -75,13 +76,19 @@ def main() -> int:
     ray.init(num_cpus=args.cores, include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
 
-    def run(rows: list[dict]) -> int:
-        ds = ray.data.from_items(rows, override_num_blocks=max(args.cores, len(rows) // (args.batch_size * 4)))
+    def run(rows: list[dict], blocks: int) -> int:
+        ds = ray.data.from_items(rows, override_num_blocks=blocks)
         return ds.map_batches(prepare_udf, batch_size=args.batch_size, batch_format="pyarrow", fn_kwargs=kw).count()
 
-    run(items[: args.cores * args.batch_size])  # warm-up: workers import and load the tokenizer once
+    @ray.remote(num_cpus=1)
+    def warm(batch: list[dict]) -> int:  # every worker imports the job module and loads the tokenizer once
+        time.sleep(1)  # hold the CPU so that the other warm-up lands on another worker
+        return prepare_udf(pa.Table.from_pylist(batch), **kw).num_rows
+
+    ray.get([warm.remote(items[:4]) for _ in range(args.cores)])
+    run(items[: args.cores * 8], args.cores * 8)
     t0 = time.perf_counter()
-    n_ours = run(items)
+    n_ours = run(items, args.blocks or args.cores * 4)
     ours_s = time.perf_counter() - t0
     ray.shutdown()
     assert n_base == n_ours == len(items), (n_base, n_ours, len(items))

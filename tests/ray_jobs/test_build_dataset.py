@@ -207,3 +207,6 @@ def test_all_four_tasks_mix_into_one_valid_dataset(collected: dict[str, Any]) ->
     )
     assert summary["jsonl_lines"]["train"] == expected_train
     assert lines == expected_train + sum(1 for r in rows if r["split"] != "train")
+    first = {p.relative_to(path): p.read_bytes() for p in path.rglob("*") if p.is_file()}
+    build(collected["out"], "mix", tasks, "terminal_report.n_synthetic=40", "records.limit=60")
+    assert {p.relative_to(path): p.read_bytes() for p in path.rglob("*") if p.is_file()} == first  # byte-identical
