@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
-from schemas.config import Strict, load_config
+from schemas.config import ConfigError, Strict, load_config
 
 M = TypeVar("M", bound=BaseModel)
 logger = logging.getLogger("tfpredict")
@@ -37,7 +37,10 @@ def parse_args(model: type[M], argv: Sequence[str] | None, doc: str, default_con
     p.add_argument("--config", default=default_config, help="YAML config (default: %(default)s)")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. plan.timeout_s=60")
     args = p.parse_args(argv)
-    return load_config(model, args.config, args.overrides)
+    try:
+        return load_config(model, args.config, args.overrides)
+    except ConfigError as e:  # the message lists every problem; a traceback would only hide it
+        p.exit(2, f"{p.prog}: {e}\n")
 
 
 def setup_logging() -> None:

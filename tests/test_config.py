@@ -62,3 +62,13 @@ def test_config_file_problems_are_clear(tmp_path: Path) -> None:
         load_config(CollectConfig, tmp_path / "l.yaml")
     with pytest.raises(ConfigError, match=r"key\.sub=value"):
         parse_overrides(["novalue"])
+
+
+def test_job_cli_reports_config_errors_without_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    from ray_jobs.build_dataset import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["tasks={nope: 1}", "length.over_limit=maybe"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "Traceback" not in err
+    assert "2 config error(s)" in err and "unknown tasks ['nope']" in err and "length.over_limit" in err

