@@ -29,16 +29,15 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing as mp
-import multiprocessing.connection
 import re
-import threading
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pipelines.child import ChildDied, ChildError, ChildService, ChildTimeout
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +61,6 @@ EXPECTED_FILE = "positive_expected_result.json"
 METADATA_KEYS = ("id", "queryName", "severity", "category", "descriptionText")
 RESULTS_QUERY = "x := [r | data.Cx.CxPolicy[r]]"  # regopy yields `true` for `CxPolicy[_]`, so bind the element
 DEFAULT_TIMEOUT_S = 10.0
-STARTUP_TIMEOUT_S = 60.0
 _PACKAGE_CX = re.compile(r"^\s*package\s+Cx\s*(#.*)?$", re.MULTILINE)
 _ERRORMSG = re.compile(r"errormsg (\d+):")  # rego-cpp prints `(errormsg <length>:<message>)`
 
@@ -411,21 +409,15 @@ def run_job(modules: Sequence[tuple[str, str]], files: Sequence[tuple[str, str]]
     return {"compile_error": None, "files": out}
 
 
-def _serve(conn: multiprocessing.connection.Connection) -> None:
+def _warmup() -> None:
     import hcl2
 
     hcl2.loads("a = 1\n")  # build (or load the cached) lark parser once, outside any check's timeout
     run_job([("warmup.rego", "package warmup\nx := 1\n")], [])
-    conn.send(("ready", None))
-    while True:
-        try:
-            modules, files = conn.recv()
-        except EOFError:
-            return
-        try:
-            conn.send(("ok", run_job(modules, files)))
-        except Exception as e:  # never let the loop die on one job
-            conn.send(("error", f"{type(e).__name__}: {e}"))
+
+
+def _run_request(request: tuple[list[tuple[str, str]], list[tuple[str, str]]]) -> dict[str, Any]:
+    return run_job(*request)
 
 
 class EngineTimeout(Exception):
@@ -436,55 +428,24 @@ class RegoEngine:
     """Runs :func:`run_job` in a child process with a per-call timeout. One per worker; calls are serialized."""
 
     def __init__(self) -> None:
-        self._proc: mp.process.BaseProcess | None = None
-        self._conn: multiprocessing.connection.Connection | None = None
-        self._lock = threading.Lock()
-
-    def _start(self) -> multiprocessing.connection.Connection:
-        if self._proc is None or not self._proc.is_alive() or self._conn is None:
-            ctx = mp.get_context("spawn")  # fork from a threaded Ray worker is unsafe
-            parent, child = ctx.Pipe()
-            self._proc = ctx.Process(target=_serve, args=(child,), daemon=True, name="rego-engine")
-            self._proc.start()
-            child.close()
-            if not parent.poll(STARTUP_TIMEOUT_S):
-                self.close()
-                raise RuntimeError(f"rego engine process did not start within {STARTUP_TIMEOUT_S:g}s")
-            try:
-                parent.recv()  # the "ready" message: startup never counts against a check
-            except EOFError as e:
-                self.close()
-                raise RuntimeError("rego engine process died while starting (is regopy installed?)") from e
-            self._conn = parent
-        return self._conn
+        self._child = ChildService("rego-engine", _warmup, _run_request)
 
     def run(
         self, modules: Sequence[tuple[str, str]], files: Sequence[tuple[str, str]], timeout_s: float
     ) -> dict[str, Any]:
         """:func:`run_job` in the child; EngineTimeout past ``timeout_s``, RuntimeError if the child dies."""
-        with self._lock:
-            conn = self._start()
-            conn.send((list(modules), list(files)))
-            if not conn.poll(timeout_s):
-                self.close()
-                raise EngineTimeout(f"evaluation did not finish within {timeout_s:g}s")
-            try:
-                status, payload = conn.recv()
-            except EOFError as e:  # killed by the memory cap, or crashed in native code
-                self.close()
-                raise RuntimeError("rego engine process died (memory limit or a crash in rego-cpp)") from e
-            if status == "error":
-                raise RuntimeError(payload)
-            return payload
+        try:
+            return self._child.call((list(modules), list(files)), timeout_s)
+        except ChildTimeout as e:
+            raise EngineTimeout(f"evaluation did not finish within {timeout_s:g}s") from e
+        except ChildDied as e:  # a crash in native code (rego-cpp), or regopy missing
+            raise RuntimeError(f"rego engine process died (a crash in rego-cpp? is regopy installed?): {e}") from e
+        except ChildError as e:
+            raise RuntimeError(str(e)) from e
 
     def close(self) -> None:
         """Kill the child (the next call starts a fresh one)."""
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.join(timeout=5)
-        if self._conn is not None:
-            self._conn.close()
-        self._proc, self._conn = None, None
+        self._child.close()
 
 
 _ENGINE: RegoEngine | None = None
