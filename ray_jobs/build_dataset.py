@@ -534,7 +534,7 @@ Chat fine-tuning data built by tfpredict (`python -m ray_jobs.build_dataset`). T
 ## Files
 - `train.jsonl`, `val.jsonl`, `test.jsonl`: OpenAI chat format (`{{"messages": [...]}}`, one per line); loads
   in OpenAI fine-tuning, Axolotl (`type: chat_template`), TRL `SFTTrainer` and LLaMA-Factory. The train file
-  repeats examples by task weight ({stats["jsonl_lines"]} lines).
+  repeats examples by task weight (lines: {", ".join(f"{k} {v}" for k, v in stats["jsonl_lines"].items())}).
 - `train.parquet`, `val.parquet`, `test.parquet`: the same examples (once each) with metadata: task, group,
   near-duplicate cluster, provider, complexity, token counts (schema `EXAMPLES` in `schemas/tables.py`).
 - `harmony/`: the same in Harmony (gpt-oss) JSONL and rendered text.
@@ -547,10 +547,10 @@ By task:
 {head}
 {table(ex["by_task"])}
 
-By provider (stratum):
+By stratum (task/provider):
 
 {head}
-{table(ex["by_provider"])}
+{table(ex["by_stratum"])}
 
 By complexity:
 
