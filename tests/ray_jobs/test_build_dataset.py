@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pyarrow.parquet as pq
 import pytest
 
@@ -210,3 +213,33 @@ def test_all_four_tasks_mix_into_one_valid_dataset(collected: dict[str, Any]) ->
     first = {p.relative_to(path): p.read_bytes() for p in path.rglob("*") if p.is_file()}
     build(collected["out"], "mix", tasks, "terminal_report.n_synthetic=40", "records.limit=60")
     assert {p.relative_to(path): p.read_bytes() for p in path.rglob("*") if p.is_file()} == first  # byte-identical
+
+
+def _ray_worker_running(fn: str) -> psutil.Process | None:
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if cmd.startswith("ray::") and fn in cmd:  # Ray titles a worker ray::<task> while it runs one
+            return proc
+    return None
+
+
+def test_killed_worker_mid_build_changes_nothing(collected: dict[str, Any]) -> None:
+    args = ["tasks={plan_prediction: 1.0, terminal_report: 1.0}", "terminal_report.n_synthetic=600"]
+    build(collected["out"], "kill-ref", *args)
+    reference = collected["out"] / "datasets" / "kill-ref"
+    result: dict[str, Any] = {}
+    t = threading.Thread(target=lambda: result.update(build(collected["out"], "kill", *args)))
+    t.start()
+    killed = None
+    deadline = time.monotonic() + 120
+    while killed is None and t.is_alive() and time.monotonic() < deadline:
+        worker = _ray_worker_running("prepare_udf")
+        if worker is not None:
+            worker.kill()
+            killed = worker.pid
+        time.sleep(0.05)
+    t.join(timeout=600)
+    assert killed is not None, "no tokenization task was running to kill"
+    path = collected["out"] / "datasets" / "kill"
+    for name in ("train.jsonl", "val.jsonl", "test.jsonl", "train.parquet", "dropped.parquet"):
+        assert (path / name).read_bytes() == (reference / name).read_bytes(), name
