@@ -1,6 +1,6 @@
 """Plan-stage overhead of the collect job vs plain ``xargs -P <cores>`` running the same terraform.
 
-    .venv/bin/python benchmarks/collect_bench.py [--repos 20] [--cores N]
+    .venv/bin/python benchmarks/collect_bench.py [--repos 56] [--cores N]
 
 Both sides plan the same >= 40 synthetic workspaces (fresh state) with the same terraform binary and
 offline provider mirror. Ours: the collect job's phase B (analyze + screen + sandboxed init/plan/show +
@@ -67,7 +67,7 @@ def baseline(workspaces: list[dict], cores: int, work: Path) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--repos", type=int, default=28)
+    p.add_argument("--repos", type=int, default=56)
     p.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     args = p.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
