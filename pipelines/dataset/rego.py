@@ -38,6 +38,17 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.child import ChildDied, ChildError, ChildService, ChildTimeout
+from pipelines.hcl_syntax import (
+    CLOSE_BRACKETS,
+    OPEN_BRACKETS,
+    Attr,
+    Block,
+    HclFile,
+    HclLexError,
+    line_of,
+    load_file,
+    plain_string,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -126,87 +137,6 @@ def hcl_to_document(parsed: Mapping[str, Any], file_name: str) -> dict[str, Any]
 
 
 # ---------------------------------------------------------------- line index and searchKey resolution
-_HEREDOC = re.compile(r"<<-?\s*([A-Za-z_][A-Za-z0-9_-]*)\s*$")
-_OPEN, _CLOSE = "{[(", "}])"
-
-
-@dataclass(frozen=True)
-class _Line:
-    depth: int  # bracket depth at the start of the line
-    depth_end: int  # bracket depth after the line
-    code: str  # the line without comments; heredoc bodies are blank
-
-
-def _scan_line(raw: str, depth: int, stack: list[Any], in_comment: bool) -> tuple[str, int, bool, str | None]:
-    """One line of HCL: (code, depth after, still inside /* */, heredoc marker opened here)."""
-    code: list[str] = []
-    i = 0
-    while i < len(raw):
-        c, nxt = raw[i], raw[i + 1 : i + 2]
-        if in_comment:
-            in_comment, i = (False, i + 2) if c == "*" and nxt == "/" else (True, i + 1)
-            continue
-        mode = stack[-1] if stack else None
-        if mode == "str":
-            code.append(c)
-            if c == "\\":
-                code.append(nxt)
-                i += 2
-                continue
-            if c == '"':
-                stack.pop()
-            elif c in "$%" and nxt == "{":
-                stack.append(0)  # a template interpolation: its own bracket count
-                code.append(nxt)
-                i += 1
-            i += 1
-            continue
-        if c == "#" or (c == "/" and nxt == "/"):
-            break
-        if c == "/" and nxt == "*":
-            in_comment, i = True, i + 2
-            continue
-        if c == "<" and nxt == "<" and mode is None and (m := _HEREDOC.match(raw, i)):
-            code.append(raw[i:])
-            return "".join(code), depth, in_comment, m.group(1)
-        code.append(c)
-        if c == '"':
-            stack.append("str")
-        elif c in _OPEN:
-            if isinstance(mode, int):
-                stack[-1] += 1
-            else:
-                depth += 1
-        elif c in _CLOSE:
-            if isinstance(mode, int):
-                if stack[-1] == 0:
-                    stack.pop()
-                else:
-                    stack[-1] -= 1
-            else:
-                depth = max(depth - 1, 0)
-        i += 1
-    if stack and stack[-1] == "str":  # quoted strings cannot span lines: recover
-        stack.clear()
-    return "".join(code), depth, in_comment, None
-
-
-def scan_lines(text: str) -> list[_Line]:
-    """Bracket depth and comment-free code of every line (index 0 = line 1)."""
-    lines: list[_Line] = []
-    depth, stack, in_comment, heredoc = 0, [], False, None
-    for raw in text.split("\n"):
-        if heredoc is not None:
-            if raw.strip() == heredoc:
-                heredoc = None
-            lines.append(_Line(depth, depth, ""))
-            continue
-        start = depth
-        code, depth, in_comment, heredoc = _scan_line(raw, depth, stack, in_comment)
-        lines.append(_Line(start, depth, code))
-    return lines
-
-
 _KEY_PART = re.compile(r"\s*([^\[=]*?)\s*(?:\[(.*)\])?\s*(?:=.*)?", re.DOTALL)  # name[label]=value
 
 
@@ -257,48 +187,85 @@ def search_line_components(path: Sequence[Any]) -> list[tuple[str, str | None]]:
 _TOP_SINGLE_LABEL = ("module", "variable", "output", "provider")
 
 
+@dataclass(frozen=True)
+class _Node:
+    tok: int  # the token whose line the node reports: a block's type, an attribute's or object key's name
+    block: Block | None = None  # a block's body
+    value: tuple[int, int] | None = None  # an attribute's (or object key's) value tokens [start, end)
+
+
 class LineIndex:
-    """Resolves KICS search keys to 1-based line numbers in one Terraform file's text."""
+    """Resolves KICS search keys to 1-based line numbers in one Terraform file's text (``pipelines/hcl_syntax``)."""
 
     def __init__(self, text: str) -> None:
-        self.lines = scan_lines(text)
+        self.src = text
+        try:
+            self.file: HclFile | None = load_file("", text)
+        except HclLexError:  # python-hcl2 accepted it, our lexer did not: no line can be resolved
+            self.file = None
 
-    def _block_end(self, start: int) -> int:
-        depth = self.lines[start].depth
-        for i in range(start, len(self.lines)):
-            if self.lines[i].depth_end <= depth:  # the header line itself when the block closes on it
-                return i
-        return len(self.lines) - 1
+    def _name(self, i: int) -> str | None:
+        assert self.file is not None
+        t = self.file.toks[i]
+        return t.text if t.kind == "ident" else plain_string(t, self.src)
 
-    def _find_top(self, kind: str, head: str, label: str) -> int | None:
-        lab = re.escape(label)
-        if head in _TOP_SINGLE_LABEL:
-            pattern = rf'^\s*{head}\s+"?{lab}"?\s*\{{'
-        else:
-            pattern = rf'^\s*{kind}\s+"?{re.escape(head)}"?\s+"?{lab}"?\s*\{{'
-        rx = re.compile(pattern)
-        for i, line in enumerate(self.lines):
-            if line.depth == 0 and rx.match(line.code):
-                return i
+    def _find_top(self, kind: str, head: str, label: str) -> _Node | None:
+        assert self.file is not None
+        for b in self.file.items:
+            if not isinstance(b, Block):
+                continue
+            typ, labels = self._name(b.type), self.file.block_labels(b) or []
+            if (
+                (typ == head and labels[:1] == [label])
+                if head in _TOP_SINGLE_LABEL
+                else (typ == kind and labels[:2] == [head, label])
+            ):
+                return _Node(b.type, block=b)
         return None
 
-    def _find_child(self, block: int, key: str, index: str | None) -> int | None:
-        depth = self.lines[block].depth + 1
-        k = re.escape(key)
-        attr = re.compile(rf'^\s*"?{k}"?\s*[=:](?!=)')
-        blk = re.compile(rf'^\s*"?{k}"?(\s+("[^"]*"|[A-Za-z_][\w-]*))*\s*\{{')
-        blocks, attrs = [], []
-        for i in range(block + 1, self._block_end(block) + 1):
-            line = self.lines[i]
-            if line.depth != depth:
+    def _object_keys(self, span: tuple[int, int]) -> list[_Node]:
+        """Keys of an object value (``tags = { Name = "x" }``), each with its own value span."""
+        assert self.file is not None
+        toks, (i, end) = self.file.toks, span
+        out, depth = [], 0
+        while i < end:
+            t = toks[i]
+            if t.kind == "punct" and t.text in OPEN_BRACKETS:
+                depth += 1
+            elif t.kind == "punct" and t.text in CLOSE_BRACKETS:
+                depth -= 1
+            elif depth == 1 and t.kind in ("ident", "string") and i + 1 < end and toks[i + 1].text in ("=", ":"):
+                j, d = i + 2, 0
+                while j < end and not (d == 0 and (toks[j].kind == "newline" or toks[j].is_punct(","))):
+                    if toks[j].kind == "punct" and toks[j].text in OPEN_BRACKETS:
+                        d += 1
+                    elif toks[j].kind == "punct" and toks[j].text in CLOSE_BRACKETS:
+                        if d == 0:
+                            break
+                        d -= 1
+                    j += 1
+                out.append(_Node(i, value=(i + 2, j)))
+                i = j
                 continue
-            if blk.match(line.code):
-                blocks.append(i)
-            elif attr.match(line.code):
-                attrs.append(i)
+            i += 1
+        return out
+
+    def _find_child(self, node: _Node, key: str, index: str | None) -> _Node | None:
+        assert self.file is not None
+        toks = self.file.toks
+        blocks: list[_Node] = []
+        attrs: list[_Node] = []
+        if node.block is not None:
+            for it in node.block.items:
+                if isinstance(it, Block) and self._name(it.type) == key:
+                    blocks.append(_Node(it.type, block=it))
+                elif isinstance(it, Attr) and toks[it.key].text == key:
+                    attrs.append(_Node(it.key, value=(it.eq + 1, it.end)))
+        elif node.value is not None:
+            attrs = [n for n in self._object_keys(node.value) if self._name(n.tok) == key]
         if index is not None and index.isdigit() and int(index) < len(blocks):
             return blocks[int(index)]
-        found = sorted(blocks + attrs)
+        found = sorted(blocks + attrs, key=lambda n: n.tok)
         if not found:
             return None
         if index is not None and not index.isdigit():  # `tags[Name]`: a key inside the found block/map
@@ -312,23 +279,22 @@ class LineIndex:
         if comps and comps[0][0] in ("resource", "data") and comps[0][1] is None:
             kind = comps[0][0]
             comps = comps[1:]
-        if not comps:
+        if not comps or self.file is None:
             return -1
         head, label = comps[0]
         if label is None:  # `resource.aws_s3_bucket.b.acl`: the name is the next component
             if len(comps) < 2:
                 return -1
             label, comps = comps[1][0], [(head, comps[1][0]), *comps[2:]]
-        top = self._find_top(kind, head, label)
-        if top is None:
+        node = self._find_top(kind, head, label)
+        if node is None:
             return -1
-        line = top
         for key, index in comps[1:]:
-            found = self._find_child(line, key, index)
+            found = self._find_child(node, key, index)
             if found is None:
                 break
-            line = found
-        return line + 1
+            node = found
+        return line_of(self.src, self.file.toks[node.tok].start)
 
     def result_line(self, result: Any) -> int:
         """The line a CxPolicy result points at: ``searchLine`` when it resolves, else ``searchKey``; -1 if none."""
