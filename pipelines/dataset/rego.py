@@ -701,3 +701,22 @@ def check_tree(
         if not res.ok:
             problems[q.path] = f"{res.status}: {res.reason}"
     return {"total": sum(counts.values()), "by_status": dict(sorted(counts.items())), "problems": problems}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``tfpredict-check-rego [TREE] [--library DIR]``: how many queries of a KICS tree the checker evaluates."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("tree", nargs="?", default=None, help="a KICS-layout tree (default: the embedded fixture tree)")
+    p.add_argument("--library", help="directory of .rego helper modules (default: the tree's libraries/, else ours)")
+    p.add_argument("--timeout-s", type=float, default=DEFAULT_TIMEOUT_S, help="per-check evaluation timeout")
+    args = p.parse_args(argv)
+    library = {f.name: f.read_text() for f in sorted(Path(args.library).glob("*.rego"))} if args.library else None
+    report = check_tree(args.tree, library=library, timeout_s=args.timeout_s)
+    print(json.dumps(report, indent=2, sort_keys=True))
+    return 0 if report["total"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

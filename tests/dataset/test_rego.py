@@ -391,3 +391,9 @@ def test_system_prompt_names_only_helpers_the_library_defines() -> None:
     named = set(re.findall(r"\b((?:common_lib|tf_lib)\.\w+)\(", rp.LIBRARY_DOC))
     assert named and named <= defined
     assert named == defined
+
+
+def test_check_rego_command_reports_the_fixture_tree(capsys: pytest.CaptureFixture[str]) -> None:
+    assert rego.main([]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report == {"by_status": {"ok": 11}, "problems": {}, "total": 11}
