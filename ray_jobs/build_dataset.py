@@ -13,6 +13,7 @@ byte-identical files.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -26,19 +27,20 @@ from types import ModuleType
 from typing import Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import field_validator
 
 from pipelines.dataset import dedup as dedup_lib
 from pipelines.dataset import split as split_lib
 from pipelines.dataset.example import SkipSource
-from pipelines.dataset.formats import harmony_record, openai_record, render_harmony, write_jsonl
+from pipelines.dataset.formats import dumps_line, harmony_record, openai_record, render_harmony
 from pipelines.dataset.tasks import imported, plan_prediction, records, rego_policy, terminal_report
 from pipelines.dataset.tokens import build_tiny_tokenizer, count_tokens, load_tokenizer, tokenizer_fingerprint
 from pipelines.dataset.validate import check_example
 from ray_jobs.common import RayConfig, init_ray, parse_args, setup_logging, swap_dir
 from schemas.config import Strict
-from schemas.tables import SPLITS, conform
+from schemas.tables import EXAMPLES, SPLITS, conform
 
 logger = logging.getLogger("tfpredict.build_dataset")
 DEFAULT_CONFIG = str(Path(__file__).parent / "configs" / "build_dataset.yaml")
@@ -162,6 +164,7 @@ def prepare_udf(batch: pa.Table, tokenizer: str, length: LengthConfig, dedup: De
         if r["kind"] != "example":
             continue
         ex = json.loads(r["example"])
+        r.update({k: ex[k] for k in ("group", "provider", "subtask", "complexity_bucket")})
         problems = check_example({"messages": ex["messages"]})
         if problems:
             r.update(kind="drop", stage="validate", reason=problems[0][0], detail="; ".join(p[1] for p in problems))
@@ -194,6 +197,11 @@ PREPARED = pa.schema(
         ("reason", pa.string()),
         ("detail", pa.string()),
         ("example", pa.string()),
+        # the example's metadata the driver needs (it never sees ``example`` itself)
+        ("group", pa.string()),
+        ("provider", pa.string()),
+        ("subtask", pa.string()),
+        ("complexity_bucket", pa.string()),
         ("n_tokens", pa.int32()),
         ("n_trainable", pa.int32()),
         ("truncated", pa.bool_()),
@@ -257,16 +265,6 @@ def _source_items(cfg: BuildDatasetConfig) -> list[dict[str, str]]:
     return items
 
 
-def _mixture(rows: list[dict[str, Any]], weights: Mapping[str, float], salt: str) -> list[dict[str, Any]]:
-    """Train examples repeated by task weight: floor(w) copies, plus one more for a hash-chosen fraction."""
-    out = []
-    for r in rows:
-        w = weights[r["task"]]
-        extra = split_lib.bucket(f"{salt}:weight", r["example_id"]) < w - math.floor(w)
-        out += [r] * (math.floor(w) + int(extra))
-    return out
-
-
 def run(cfg: BuildDatasetConfig) -> dict[str, Any]:
     import ray
 
@@ -299,20 +297,34 @@ def run(cfg: BuildDatasetConfig) -> dict[str, Any]:
         )
         .materialize()
     )
-    refs = prepared.to_arrow_refs()
-    table = pa.concat_tables(ray.get(refs)) if refs else PREPARED.empty_table()
+    refs = prepared.drop_columns(["example"]).to_arrow_refs()  # the driver gets metadata, never the examples
+    meta = pa.concat_tables(ray.get(refs)) if refs else PREPARED.empty_table().drop_columns(["example"])
     built = time.monotonic() - start
-    rows = table.to_pylist()
+    rows = _meta_rows(meta)
     seen, expected = {(r["task"], r["source_id"]) for r in rows}, {(i["task"], i["source_id"]) for i in items}
     if seen != expected:  # every source row yields its examples or a drop: never publish a dataset that lost one
         raise RuntimeError(f"{len(expected - seen)} source row(s) lost, e.g. {sorted(expected - seen)[:5]}")
-    summary = finish(cfg, rows, tokenizer, len(items))
+    summary = finish(cfg, rows, prepared, tokenizer, len(items))
     summary["timings"] = {"examples_and_tokens_s": round(built, 2), "total_s": round(time.monotonic() - start, 2)}
     return summary
 
 
-def finish(cfg: BuildDatasetConfig, rows: list[dict[str, Any]], tokenizer: str, n_sources: int) -> dict[str, Any]:
-    """Driver side: dedup, split, leakage check, mixture, and every file of the dataset (atomically)."""
+def _meta_rows(meta: pa.Table) -> list[dict[str, Any]]:
+    """Metadata rows; MinHash signatures stay numpy views of one buffer (not lists of Python ints)."""
+    sigs: list[Any] = []
+    for chunk in meta.column("minhash").chunks:
+        values, offsets, valid = chunk.values.to_numpy(), chunk.offsets.to_numpy(), chunk.is_valid().to_numpy(False)
+        sigs += [values[offsets[i] : offsets[i + 1]] if valid[i] else None for i in range(len(chunk))]
+    rows = meta.drop_columns(["minhash"]).to_pylist()
+    for r, sig in zip(rows, sigs, strict=True):
+        r["minhash"] = sig
+    return rows
+
+
+def finish(
+    cfg: BuildDatasetConfig, rows: list[dict[str, Any]], prepared: Any, tokenizer: str, n_sources: int
+) -> dict[str, Any]:
+    """Driver side: dedup, split, leakage check on metadata; then every file of the dataset, atomically."""
     drops = [r for r in rows if r["kind"] == "drop"]
     too_long = [r for r in drops if r["reason"] == "too_long"]
     if cfg.length.over_limit == "fail" and too_long:
@@ -320,8 +332,6 @@ def finish(cfg: BuildDatasetConfig, rows: list[dict[str, Any]], tokenizer: str, 
         raise SystemExit(f"{len(too_long)} example(s) over length.max_tokens (length.over_limit=fail):\n  {listed}")
     # sorted by id, then source: which of two identical examples is kept never depends on task timing
     examples = sorted((r for r in rows if r["kind"] == "example"), key=lambda r: (r["example_id"], r["source_id"]))
-    for r in examples:
-        r["ex"] = json.loads(r.pop("example"))
     # the same example from two source rows (e.g. a file set in two commits) is one example
     unique: dict[str, dict[str, Any]] = {}
     for r in examples:
@@ -338,12 +348,10 @@ def finish(cfg: BuildDatasetConfig, rows: list[dict[str, Any]], tokenizer: str, 
             drops.append({**r, "kind": "drop", "stage": "dedup", "reason": reason, "detail": detail})
         else:
             r["cluster"] = dd.cluster[r["example_id"]]
-            r["group"] = r["ex"]["group"]
+            r["stratum"] = f"{r['task']}/{r['provider']}"
             kept.append(r)
     ratios = {s: getattr(cfg.split, s) for s in SPLITS}
     out = Path(cfg.output_dir) / "datasets" / cfg.name
-    for r in kept:
-        r["stratum"] = f"{r['task']}/{r['ex']['provider']}"
     comp = split_lib.components(kept)
     previous = _previous_splits(out) if cfg.split.sticky else {}
     split = split_lib.assign(kept, ratios, cfg.split.salt, previous=previous, min_groups=cfg.split.min_groups)
@@ -355,16 +363,7 @@ def finish(cfg: BuildDatasetConfig, rows: list[dict[str, Any]], tokenizer: str, 
 
     tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
     (tmp / "harmony").mkdir(parents=True)
-    by_split = {s: [r for r in kept if r["split"] == s] for s in SPLITS}
-    written = {}
-    for s, members in by_split.items():
-        rows_out = _mixture(members, cfg.tasks, cfg.split.salt) if s == "train" else members
-        written[s] = write_jsonl(tmp / f"{s}.jsonl", (openai_record(r["ex"]["messages"]) for r in rows_out))
-        pq.write_table(conform([_example_row(r) for r in members], "examples"), tmp / f"{s}.parquet")
-        if cfg.export.harmony:
-            write_jsonl(tmp / "harmony" / f"{s}.jsonl", (harmony_record(r["ex"]["messages"]) for r in rows_out))
-            rendered = "".join(render_harmony(r["ex"]["messages"]) + "\n" for r in rows_out)
-            (tmp / "harmony" / f"{s}.txt").write_text(rendered)
+    written = write_splits(cfg, prepared, kept, tmp)
     dropped_rows = sorted(
         (_dropped_row(r) for r in drops), key=lambda d: (d["task"], d["source_id"], d["example_id"] or "")
     )
@@ -376,6 +375,103 @@ def finish(cfg: BuildDatasetConfig, rows: list[dict[str, Any]], tokenizer: str, 
     return {"output_dir": str(out), **{k: stats[k] for k in ("examples", "dropped", "dedup", "jsonl_lines")}}
 
 
+# ---------------------------------------------------------------- writing (workers render, the driver streams)
+RENDERED = pa.schema(
+    [*EXAMPLES, ("openai_line", pa.string()), ("harmony_line", pa.string()), ("harmony_text", pa.string())]
+)
+PARQUET_ROW_GROUP = 4096  # fixed row groups: the same rows always give the same bytes
+_ASSIGNMENTS: dict[str, dict[str, tuple[str, str, str]]] = {}
+
+
+def render_udf(batch: pa.Table, assignment: Any, harmony: bool) -> pa.Table:
+    """Kept examples → their final Parquet row and their JSONL / Harmony lines (rendered in parallel)."""
+    import ray
+
+    key = assignment.hex()
+    table = _ASSIGNMENTS.get(key) or _ASSIGNMENTS.setdefault(key, ray.get(assignment))
+    out = []
+    for r in batch.to_pylist():
+        where = table.get(f"{r['example_id']}\0{r['source_id']}") if r["kind"] == "example" else None
+        if where is None:
+            continue
+        ex = json.loads(r["example"])
+        split, cluster, component = where
+        msgs = [{"role": m["role"], "content": m.get("content"), "weight": m.get("weight")} for m in ex["messages"]]
+        out.append(
+            {
+                **{k: ex[k] for k in ("example_id", "task", "subtask", "group", "source_id", "repo_id", "provider")},
+                "complexity_bucket": ex["complexity_bucket"],
+                "labels": ex["labels"],
+                "split": split,
+                "cluster": cluster,
+                "component": component,
+                "n_tokens": r["n_tokens"],
+                "n_trainable": r["n_trainable"],
+                "truncated": r["truncated"],
+                "messages": msgs,
+                "openai_line": dumps_line(openai_record(ex["messages"])),
+                "harmony_line": dumps_line(harmony_record(ex["messages"])) if harmony else None,
+                "harmony_text": render_harmony(ex["messages"]) if harmony else None,
+            }
+        )
+    return pa.Table.from_pylist(out, schema=RENDERED)
+
+
+def write_splits(cfg: BuildDatasetConfig, prepared: Any, kept: list[dict[str, Any]], tmp: Path) -> dict[str, int]:
+    """Stream the kept examples, sorted by (split, example_id), into every split's files; → JSONL line counts.
+
+    Train lines repeat by task weight; Parquet holds each example once, in fixed-size row groups.
+    """
+    import ray
+
+    assignment = {f"{r['example_id']}\0{r['source_id']}": (r["split"], r["cluster"], r["component"]) for r in kept}
+    lines = dict.fromkeys(SPLITS, 0)
+    pending: dict[str, list[pa.Table]] = {s: [] for s in SPLITS}
+    with contextlib.ExitStack() as stack:
+
+        def text_file(path: Path) -> Any:
+            return stack.enter_context(open(path, "w", encoding="utf-8", newline="\n"))
+
+        names = ["{}.jsonl", *(["harmony/{}.jsonl", "harmony/{}.txt"] if cfg.export.harmony else [])]
+        files = {s: [text_file(tmp / n.format(s)) for n in names] for s in SPLITS}
+        writers = {s: stack.enter_context(pq.ParquetWriter(tmp / f"{s}.parquet", EXAMPLES)) for s in SPLITS}
+
+        def flush(s: str, final: bool = False) -> None:
+            rows = pa.concat_tables(pending[s]) if pending[s] else EXAMPLES.empty_table()
+            while rows.num_rows >= PARQUET_ROW_GROUP or (final and rows.num_rows):
+                writers[s].write_table(rows.slice(0, PARQUET_ROW_GROUP).combine_chunks())  # pages by content only
+                rows = rows.slice(PARQUET_ROW_GROUP)
+            pending[s] = [rows] if rows.num_rows else []
+
+        if kept:
+            ref = ray.put(assignment)
+            ds = prepared.map_batches(
+                render_udf, batch_format="pyarrow", fn_kwargs={"assignment": ref, "harmony": cfg.export.harmony}
+            ).sort(["split", "example_id"])
+            for batch in ds.iter_batches(batch_format="pyarrow", batch_size=PARQUET_ROW_GROUP):
+                for s in SPLITS:
+                    part = batch.filter(pc.equal(batch.column("split"), s))
+                    if not part.num_rows:
+                        continue
+                    pending[s].append(part.select(EXAMPLES.names).cast(EXAMPLES))
+                    flush(s)
+                    text = part.select(["example_id", "task", "openai_line", "harmony_line", "harmony_text"])
+                    for r in text.to_pylist():
+                        copies = _copies(r, cfg) if s == "train" else 1
+                        lines[s] += copies
+                        for f, key in zip(files[s], ("openai_line", "harmony_line", "harmony_text"), strict=False):
+                            f.write((r[key] + "\n") * copies)
+        for s in SPLITS:
+            flush(s, final=True)
+    return lines
+
+
+def _copies(r: Mapping[str, Any], cfg: BuildDatasetConfig) -> int:
+    """Train copies by task weight: floor(w), plus one more for a hash-chosen fraction of the examples."""
+    w = cfg.tasks[r["task"]]
+    return math.floor(w) + int(split_lib.bucket(f"{cfg.split.salt}:weight", r["example_id"]) < w - math.floor(w))
+
+
 def _previous_splits(out: Path) -> dict[str, str]:
     """group → split of an earlier build of this dataset (empty when there is none)."""
     found: dict[str, str] = {}
@@ -384,23 +480,6 @@ def _previous_splits(out: Path) -> dict[str, str]:
             for g in pq.read_table(out / f"{s}.parquet", columns=["group"]).column("group").to_pylist():
                 found[g] = s
     return found
-
-
-def _example_row(r: Mapping[str, Any]) -> dict[str, Any]:
-    ex = r["ex"]
-    msgs = [{"role": m["role"], "content": m.get("content"), "weight": m.get("weight")} for m in ex["messages"]]
-    return {
-        **{k: ex[k] for k in ("example_id", "task", "subtask", "group", "source_id", "repo_id", "provider")},
-        "complexity_bucket": ex["complexity_bucket"],
-        "labels": ex["labels"],
-        "split": r["split"],
-        "cluster": r["cluster"],
-        "component": r["component"],
-        "n_tokens": r["n_tokens"],
-        "n_trainable": r["n_trainable"],
-        "truncated": r["truncated"],
-        "messages": msgs,
-    }
 
 
 def _dropped_row(r: Mapping[str, Any]) -> dict[str, Any]:
@@ -468,7 +547,7 @@ def build_stats(
     strata: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(SPLITS, 0))
     groups: dict[str, set[str]] = {s: set() for s in SPLITS}
     for r in kept:
-        strata[f"{r['task']}/{r['ex']['provider'] or '-'}"][r["split"]] += 1
+        strata[f"{r['task']}/{r['provider'] or '-'}"][r["split"]] += 1
         groups[r["split"]].add(r["component"])
     return {
         "name": cfg.name,
@@ -479,9 +558,9 @@ def build_stats(
             "total": len(kept),
             "by_split": {s: sum(1 for r in kept if r["split"] == s) for s in SPLITS},
             "by_task": count(lambda r: r["task"]),
-            "by_subtask": count(lambda r: f"{r['task']}/{r['ex']['subtask'] or '-'}"),
-            "by_provider": count(lambda r: r["ex"]["provider"] or "-"),
-            "by_complexity": count(lambda r: r["ex"]["complexity_bucket"] or "-"),
+            "by_subtask": count(lambda r: f"{r['task']}/{r['subtask'] or '-'}"),
+            "by_provider": count(lambda r: r["provider"] or "-"),
+            "by_complexity": count(lambda r: r["complexity_bucket"] or "-"),
             "by_stratum": {k: strata[k] for k in sorted(strata)},
         },
         "jsonl_lines": dict(written),
