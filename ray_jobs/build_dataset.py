@@ -333,10 +333,13 @@ def finish(
     # sorted by id, then source: which of two identical examples is kept never depends on task timing
     examples = sorted((r for r in rows if r["kind"] == "example"), key=lambda r: (r["example_id"], r["source_id"]))
     # the same example from two source rows (e.g. a file set in two commits) is one example
+    # a dropped duplicate's group joins the kept one's component (a fork's copy keeps its upstream's split)
     unique: dict[str, dict[str, Any]] = {}
+    links: list[tuple[str, str]] = []
     for r in examples:
         if r["example_id"] in unique:
             drops.append({**r, "kind": "drop", "stage": "dedup", "reason": "exact_duplicate", "detail": "same id"})
+            links.append((unique[r["example_id"]]["group"], r["group"]))
         else:
             unique[r["example_id"]] = r
     examples = list(unique.values())
@@ -346,15 +349,18 @@ def finish(
         if r["example_id"] in dd.dropped:
             reason, _, detail = dd.dropped[r["example_id"]].partition(": ")
             drops.append({**r, "kind": "drop", "stage": "dedup", "reason": reason, "detail": detail})
+            links.append((unique[detail.removeprefix("of ")]["group"], r["group"]))
         else:
             r["cluster"] = dd.cluster[r["example_id"]]
             r["stratum"] = f"{r['task']}/{r['provider']}"
             kept.append(r)
     ratios = {s: getattr(cfg.split, s) for s in SPLITS}
     out = Path(cfg.output_dir) / "datasets" / cfg.name
-    comp = split_lib.components(kept)
+    comp = split_lib.components(kept, links)
     previous = _previous_splits(out) if cfg.split.sticky else {}
-    split = split_lib.assign(kept, ratios, cfg.split.salt, previous=previous, min_groups=cfg.split.min_groups)
+    split = split_lib.assign(
+        kept, ratios, cfg.split.salt, previous=previous, min_groups=cfg.split.min_groups, links=links
+    )
     leaks = split_lib.leakage(kept, split)
     if leaks:  # a bug guard: the assignment above cannot produce this, and the job must not publish it
         raise split_lib.LeakageError(f"{len(leaks)} group(s)/cluster(s) span splits: {leaks[:10]}")

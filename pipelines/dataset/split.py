@@ -42,17 +42,23 @@ def split_of(u: float, ratios: Mapping[str, float]) -> str:
     return SPLITS[-1]
 
 
-def components(rows: Iterable[Mapping[str, Any]]) -> dict[str, str]:
-    """example_id → component key (the smallest group key of its component)."""
+def components(rows: Iterable[Mapping[str, Any]], links: Iterable[tuple[str, str]] = ()) -> dict[str, str]:
+    """example_id → component key (the smallest group key of its component).
+
+    ``links``: extra (group, group) pairs that must share a split, e.g. the groups of exact duplicates.
+    """
     uf = UnionFind()
     rows = list(rows)
     for r in rows:
         uf.union(f"g:{r['group']}", f"c:{r['cluster']}")
+    for a, b in links:
+        uf.union(f"g:{a}", f"g:{b}")
     # representative = smallest key, and "c:" < "g:", so map each set to its smallest *group* key explicitly
     smallest: dict[str, str] = {}
-    for r in rows:
-        root = uf.find(f"g:{r['group']}")
-        smallest[root] = min(smallest.get(root, r["group"]), r["group"])
+    for key in list(uf.parent):
+        if key.startswith("g:"):
+            root = uf.find(key)
+            smallest[root] = min(smallest.get(root, key[2:]), key[2:])
     return {r["example_id"]: smallest[uf.find(f"g:{r['group']}")] for r in rows}
 
 
@@ -63,10 +69,20 @@ def assign(
     *,
     previous: Mapping[str, str] | None = None,
     min_groups: int = 5,
+    links: Iterable[tuple[str, str]] = (),
 ) -> dict[str, str]:
-    """rows: {example_id, group, cluster, stratum} → example_id → split. ``previous``: group → split."""
+    """rows: {example_id, group, cluster, stratum} → example_id → split. ``previous``: group → split.
+
+    ``links`` (group pairs, see :func:`components`) join components; a linked group that an earlier build
+    assigned makes the whole component sticky.
+    """
     rows = sorted(rows, key=lambda r: r["example_id"])
-    comp = components(rows)
+    links = list(links)
+    comp = components(rows, links)
+    linked: dict[str, set[str]] = defaultdict(set)
+    for a, b in links:
+        linked[a].add(b)
+        linked[b].add(a)
     previous = previous or {}
     members: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for r in rows:
@@ -74,7 +90,8 @@ def assign(
     split: dict[str, str] = {}
     sticky: set[str] = set()
     for key, rs in members.items():
-        known = sorted((r["group"], previous[r["group"]]) for r in rs if r["group"] in previous)
+        groups = {g for r in rs for g in (r["group"], *linked[r["group"]])}
+        known = sorted((g, previous[g]) for g in groups if g in previous)
         if known:
             split[key] = known[0][1]
             sticky.add(key)

@@ -100,3 +100,12 @@ def test_previous_assignments_are_sticky_even_across_merges() -> None:
     previous = {"a": "test", "c": "val"}
     assigned = split.assign(rows, RATIOS, "s", previous=previous)
     assert assigned == {"a1": "test", "b1": "val", "c1": "val"}
+
+
+def test_linked_groups_share_a_component_and_a_sticky_split() -> None:
+    # the fork's copy was kept (smaller id) and upstream's dropped: the link keeps upstream's earlier split
+    rows = examples({"zfork": ["f1"], "b": ["b1"]})
+    assert split.components(rows, [("zfork", "upstream")]) == {"f1": "upstream", "b1": "b"}
+    for salt in ("s1", "s2", "s3"):
+        assigned = split.assign(rows, RATIOS, salt, previous={"upstream": "val"}, links=[("zfork", "upstream")])
+        assert assigned["f1"] == "val"

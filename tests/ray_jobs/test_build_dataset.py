@@ -159,25 +159,32 @@ def test_rerun_is_byte_identical(collected: dict[str, Any], dataset: dict[str, A
 
 
 def test_adding_repositories_keeps_every_example_in_its_split(
-    collected: dict[str, Any], dataset: dict[str, Any]
+    collected: dict[str, Any],
+    dataset: dict[str, Any],  # built first: the tokenizer comes from the whole corpus
 ) -> None:
     out = collected["out"]
-    small = out.parent / "small"
-    small.mkdir()
-    keep = {collected["repos"][0].url, collected["repos"][2].url}
     table = pq.read_table(out / "plans.parquet")
-    rows = [r for r in table.to_pylist() if r["source_url"] in keep]
-    pq.write_table(table.from_pylist(rows, schema=table.schema), small / "plans.parquet")
-    grow = ["dedup.near_threshold=0.85", "split.min_groups=2"]
-    # pure hash assignment (no earlier build, no stratified minimum): stable by construction
-    hashed = ["split.sticky=false", "split.min_groups=1000", grow[0]]
-    build(out, "small", f"plan_prediction.plans_path={small / 'plans.parquet'}", *hashed)
-    build(out, "large", *hashed)
+
+    def plans_of(name: str, urls: set[str]) -> str:
+        (out.parent / name).mkdir(exist_ok=True)
+        rows = [r for r in table.to_pylist() if r["source_url"] in urls]
+        pq.write_table(table.from_pylist(rows, schema=table.schema), out.parent / name / "plans.parquet")
+        return f"plan_prediction.plans_path={out.parent / name / 'plans.parquet'}"
+
+    synthetic = [r.url for r in collected["repos"]]
+    small = plans_of("small", {synthetic[0], synthetic[2]})
+    # pure hash assignment (no earlier build, no stratified minimum, no near-dup merges): new repositories that
+    # are not copies of existing ones never move an example
+    hashed = ["split.sticky=false", "split.min_groups=1000", "dedup.near_threshold=1.0"]
+    build(out, "small", small, *hashed)
+    build(out, "large", plans_of("large", set(synthetic)), *hashed)
     fresh = {r["example_id"]: r["split"] for r in read_split_tables(out / "datasets" / "small")}
     full = {r["example_id"]: r["split"] for r in read_split_tables(out / "datasets" / "large")}
     assert fresh and len(full) > len(fresh) and {e: full.get(e) for e in fresh} == fresh
-    # growing one dataset in place: the stratified minimum moved groups in the small build; they stay
-    build(out, "grow", f"plan_prediction.plans_path={small / 'plans.parquet'}", *grow)
+    # growing one dataset in place, now with the fork and the near-copy joining existing components and the
+    # stratified minimum moving groups: every example keeps the split of the earlier build
+    grow = ["dedup.near_threshold=0.85", "split.min_groups=2"]
+    build(out, "grow", small, *grow)
     before = {r["example_id"]: r["split"] for r in read_split_tables(out / "datasets" / "grow")}
     build(out, "grow", *grow)
     after = {r["example_id"]: r["split"] for r in read_split_tables(out / "datasets" / "grow")}
