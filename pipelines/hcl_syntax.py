@@ -116,19 +116,27 @@ class _Lexer:
             c = src[self.pos]
             if c == "\\":
                 self.pos += 2
-            elif src.startswith(("$${", "%%{"), self.pos):
-                self.pos += 3
-            elif src.startswith(("${", "%{"), self.pos):
-                parts.append((lit, self.pos))
-                self.pos += 2
-                parts.append(self.code(interpolation=True))
-                lit = self.pos
+            elif (after := self.template(parts, lit)) is not None:
+                lit = after
             elif c == '"':
                 parts.append((lit, self.pos))
                 self.pos += 1
                 return Tok("string", start, self.pos, src[start : self.pos], parts)
             else:
                 self.pos += 1
+
+    def template(self, parts: list[Lit | list[Tok]], lit: int) -> int | None:
+        """At ``$${``/``%%{`` (escaped) or ``${``/``%{`` (an interpolation, lexed as code into ``parts``): consume
+        it and return where the literal text continues; None anywhere else."""
+        if self.src.startswith(("$${", "%%{"), self.pos):
+            self.pos += 3
+            return lit
+        if self.src.startswith(("${", "%{"), self.pos):
+            parts.append((lit, self.pos))
+            self.pos += 2
+            parts.append(self.code(interpolation=True))
+            return self.pos
+        return None
 
     def heredoc(self, header: re.Match[str]) -> Tok:
         """A heredoc from ``<<EOF`` to its closing marker line (the marker may be indented)."""
@@ -148,13 +156,8 @@ class _Lexer:
             if src[self.pos] == "\n":
                 self.pos += 1
                 line_start = True
-            elif src.startswith(("$${", "%%{"), self.pos):
-                self.pos += 3
-            elif src.startswith(("${", "%{"), self.pos):
-                parts.append((lit, self.pos))
-                self.pos += 2
-                parts.append(self.code(interpolation=True))
-                lit = self.pos
+            elif (after := self.template(parts, lit)) is not None:
+                lit = after
             else:
                 self.pos += 1
 
