@@ -19,6 +19,7 @@ import logging
 import math
 import sys
 import time
+import traceback
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
@@ -31,9 +32,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import field_validator
 
+from pipelines.collect import secrets
 from pipelines.dataset import dedup as dedup_lib
 from pipelines.dataset import split as split_lib
-from pipelines.dataset.example import SkipSource
+from pipelines.dataset.example import SCRUBBED_KEY, SkipSource
 from pipelines.dataset.formats import dumps_line, harmony_record, openai_record, render_harmony
 from pipelines.dataset.tasks import imported, plan_prediction, records, rego_policy, terminal_report
 from pipelines.dataset.tokens import build_tiny_tokenizer, count_tokens, load_tokenizer, tokenizer_fingerprint
@@ -117,6 +119,7 @@ class BuildDatasetConfig(Strict):
 
 # ---------------------------------------------------------------- UDFs (run on Ray workers)
 def _drop(task: str, source_id: str, stage: str, reason: str, detail: str) -> dict[str, Any]:
+    detail = secrets.scrub_text(detail, "detail")[0] if detail else detail  # before the cut: a cut secret may pass
     return {
         "kind": "drop",
         "task": task,
@@ -137,10 +140,14 @@ def examples_udf(row: dict[str, Any], configs: Mapping[str, Strict]) -> list[dic
     except SkipSource as e:
         return [_drop(task, row["source_id"], "source", e.reason, str(e))]
     except Exception as e:
-        logger.exception("task %s failed on %s", task, row["source_id"])
+        trace = secrets.scrub_text(traceback.format_exc(), "traceback")[0]  # may quote the source's text
+        logger.error("task %s failed on %s:\n%s", task, row["source_id"], trace)
         return [_drop(task, row["source_id"], "source", "internal", f"{type(e).__name__}: {e}")]
     if not made:
         return [_drop(task, row["source_id"], "source", "no_examples", "the task produced no example")]
+    if any(SCRUBBED_KEY not in ex for ex in made):  # every example is scrubbed in make_example: never bypass it
+        detail = f"task {task} built an example without pipelines.dataset.example.make_example (not scrubbed)"
+        return [_drop(task, row["source_id"], "source", "internal", detail)]
     return [
         {
             **_drop(task, row["source_id"], "", "", ""),
@@ -160,11 +167,12 @@ def prepare_udf(batch: pa.Table, tokenizer: str, length: LengthConfig, dedup: De
     tok = _TOKENIZERS.get(tokenizer) or _TOKENIZERS.setdefault(tokenizer, load_tokenizer(tokenizer))
     rows = batch.to_pylist()
     for r in rows:
-        r.update(n_tokens=0, n_trainable=0, truncated=False, content_hash=None, minhash=None)
+        r.update(n_tokens=0, n_trainable=0, truncated=False, content_hash=None, minhash=None, secret_kinds=None)
         if r["kind"] != "example":
             continue
         ex = json.loads(r["example"])
         r.update({k: ex[k] for k in ("group", "provider", "subtask", "complexity_bucket")})
+        r["secret_kinds"] = json.dumps(ex[SCRUBBED_KEY], sort_keys=True)
         problems = check_example({"messages": ex["messages"]})
         if problems:
             r.update(kind="drop", stage="validate", reason=problems[0][0], detail="; ".join(p[1] for p in problems))
@@ -207,6 +215,7 @@ PREPARED = pa.schema(
         ("truncated", pa.bool_()),
         ("content_hash", pa.string()),
         ("minhash", pa.list_(pa.uint32())),
+        ("secret_kinds", pa.string()),  # JSON {kind: count} of what make_example scrubbed from the example
     ]
 )
 
@@ -378,7 +387,8 @@ def finish(
     (tmp / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
     (tmp / "README.md").write_text(dataset_card(cfg, stats))
     swap_dir(tmp, out)
-    return {"output_dir": str(out), **{k: stats[k] for k in ("examples", "dropped", "dedup", "jsonl_lines")}}
+    keys = ("examples", "dropped", "dedup", "jsonl_lines", "secrets_scrubbed")
+    return {"output_dir": str(out), **{k: stats[k] for k in keys}}
 
 
 # ---------------------------------------------------------------- writing (workers render, the driver streams)
@@ -534,6 +544,22 @@ def _secrets_upstream(cfg: BuildDatasetConfig, kept: Sequence[Mapping[str, Any]]
     return {"workspaces": len(ids), "secrets": total, "by_kind": dict(sorted(kinds.items()))}
 
 
+def _secrets_scrubbed(kept: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Secrets replaced in the written examples (each once, not per train copy), by kind and by task."""
+    by_kind: Counter[str] = Counter()
+    by_task: Counter[str] = Counter()
+    for r in kept:
+        kinds = json.loads(r.get("secret_kinds") or "{}")
+        by_kind.update(kinds)
+        by_task[r["task"]] += sum(kinds.values())
+    return {
+        "total": sum(by_kind.values()),
+        "by_kind": dict(sorted(by_kind.items())),
+        "by_task": {t: n for t, n in sorted(by_task.items()) if n},
+        "rules_version": secrets.SCRUBBER_RULES_VERSION,
+    }
+
+
 def build_stats(
     cfg: BuildDatasetConfig,
     kept: Sequence[Mapping[str, Any]],
@@ -599,11 +625,12 @@ def build_stats(
             "leakage": [],
         },
         "secrets_scrubbed_upstream": _secrets_upstream(cfg, kept),
+        "secrets_scrubbed": _secrets_scrubbed(kept),
     }
 
 
 def dataset_card(cfg: BuildDatasetConfig, stats: Mapping[str, Any]) -> str:
-    ex, tok, dd = stats["examples"], stats["tokens"], stats["dedup"]
+    ex, tok, dd, sc = stats["examples"], stats["tokens"], stats["dedup"], stats["secrets_scrubbed"]
     table = lambda d: "\n".join(  # noqa: E731
         f"| {k} | " + " | ".join(str(v.get(s, 0)) for s in SPLITS) + " |" for k, v in d.items()
     )
@@ -660,7 +687,13 @@ Per split: {per_split}.
   split), assigned by hash of the group key with salt `{stats["splits"]["salt"]}` (stable as data grows); ratios
   {stats["splits"]["ratios"]}; components per split {stats["splits"]["components"]}; leakage check passed.
 - Secrets scrubbed upstream in the source workspaces: {stats["secrets_scrubbed_upstream"]["secrets"]}.
+- Secrets scrubbed from the examples' messages and metadata (rules v{sc["rules_version"]}): {sc["total"]}
+  {_kinds_text(sc["by_kind"])}.
 """
+
+
+def _kinds_text(by_kind: Mapping[str, int]) -> str:
+    return "(" + ", ".join(f"{k} {v}" for k, v in by_kind.items()) + ")" if by_kind else "(none)"
 
 
 def format_summary(s: Mapping[str, Any]) -> str:
@@ -671,6 +704,7 @@ def format_summary(s: Mapping[str, Any]) -> str:
         f"  examples  {ex['total']:>6}  {ex['by_split']}",
         f"  by task   {ex['by_task']}",
         f"  dropped   {s['dropped']['total']:>6}  {s['dropped']['by_reason']}",
+        f"  secrets   {s['secrets_scrubbed']['total']:>6}  {s['secrets_scrubbed']['by_kind']}",
         f"  dedup     exact {s['dedup']['exact_dropped']}, near pairs {s['dedup']['near_pairs']} "
         f"in {s['dedup']['near_clusters']} clusters",
         f"  {s['timings']['total_s']} s",

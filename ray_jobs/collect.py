@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.dataset as pads
@@ -33,21 +33,28 @@ from pipelines.collect.github import GitHubSearchConfig, github_search
 from pipelines.collect.repo import CollectSettings, WorkspaceTask, collect_source
 from pipelines.collect.sources import Source, dedupe, from_local_dirs, from_manifest, from_urls
 from pipelines.collect.synthetic import SyntheticConfig, generate_corpus
-from pipelines.collect.workspace import AnalyzeSettings, analyze_task, base_row, encode, worker_parser
+from pipelines.collect.workspace import (
+    RULES_VERSION,
+    AnalyzeSettings,
+    analyze_task,
+    base_row,
+    encode,
+    worker_parser,
+)
 from pipelines.terraform.install import (
     BUILTIN_PROVIDER,
     MIRROR_PROVIDERS,
     ensure_mirror,
     ensure_terraform,
+    terraform_version,
     tfpredict_home,
 )
-from pipelines.terraform.sandbox import SandboxConfig
+from pipelines.terraform.sandbox import IsolationUnavailable, SandboxConfig, resolve_isolation
 from ray_jobs.common import (
     TERRAFORM_RESOURCE,
     RayConfig,
     init_ray,
     parse_args,
-    read_table,
     setup_logging,
     swap_dir,
     write_table_atomic,
@@ -73,15 +80,22 @@ class SourcesConfig(Strict):
 
 class CloneConfig(Strict):
     depth: int = 1
-    timeout_s: float = 300
-    max_repo_mb: float = 500
+    timeout_s: float = 300  # the fetch alone
+    max_repo_mb: float = 500  # objects on disk (compressed) for one repository
     allowed_protocols: list[str] = ["https", "ssh", "file"]
     max_commits: int = 20  # history mode
+    # one source's fetch + tree walk + file reads + discovery; past it: one `timeout` row, no workspaces
+    source_timeout_s: float = 600
 
 
 class FilesConfig(Strict):
-    max_file_kb: float = 512
-    max_files: int = 5000
+    # passing any cap but max_file_kb ends the source as one `too_large` row with no workspaces
+    max_file_kb: float = 512  # larger files are skipped and listed in skipped_files; the rest is read
+    max_files: int = 5000  # files to read (by extension) in one tree
+    max_tree_entries: int = 200_000  # directory entries visited in one tree walk (git or a local dir)
+    max_total_mb: float = 256  # uncompressed bytes decoded per source: trees walked + files read
+    max_tree_repeats: int = 64  # one tree object reached more often than this: a git bomb
+    max_path_bytes: int = 4096  # Linux PATH_MAX: longer paths cannot be checked out
 
 
 class DiscoverConfig(Strict):
@@ -92,11 +106,16 @@ class DiscoverConfig(Strict):
 
 
 class PlanConfig(Strict):
-    enabled: bool = True  # false: analyze and screen only
+    enabled: bool = True  # false: analyze and screen only; terraform never starts (nor is it installed)
     timeout_s: float = 120
     cpu_s: int = 300
     memory_mb: int = 2048
-    network: str = "auto"  # auto | on | off (unshare -n)
+    # auto: bubblewrap when the node offers it, else refuse untrusted code (our synthetic repos may run
+    # uncontained); bwrap: always require it; none: no containment, only for code you trust
+    isolation: Literal["auto", "bwrap", "none"] = "auto"
+    bwrap: str = "bwrap"  # bubblewrap binary on each node (name on PATH or absolute path)
+    max_plan_json_mb: float = 64  # `terraform show -json` output per workspace; larger → too_large
+    max_resource_changes: int = 10000  # per workspace; more → too_large
     parse_timeout_s: float = 10
     static_fallback: bool = True  # label providers outside the mirror with the static planner
     mirror_dir: str | None = None  # default: $TFPREDICT_HOME/tf-mirror on each node
@@ -150,9 +169,11 @@ def resolve_sources(cfg: CollectConfig) -> list[Source]:
 
 # ---------------------------------------------------------------- UDFs (run on Ray workers)
 def collect_udf(row: dict[str, Any], settings: CollectSettings) -> dict[str, Any]:
-    repo_row, tasks = collect_source(Source.from_row(row), settings)
+    src = Source.from_row(row)
+    repo_row, tasks = collect_source(src, settings)
     return {
         "repo": json.dumps(repo_row, default=datetime.isoformat),
+        "trusted": src.trusted,
         "workspace_ids": [t.workspace_id for t in tasks],
         "tasks": [t.to_json() for t in tasks],
     }
@@ -176,9 +197,29 @@ def _sandbox(plan: dict[str, Any]) -> SandboxConfig:
             timeout_s=plan["timeout_s"],
             cpu_s=plan["cpu_s"],
             memory_mb=plan["memory_mb"],
-            network=plan["network"],
+            max_plan_json_mb=plan["max_plan_json_mb"],
+            max_resource_changes=plan["max_resource_changes"],
+            isolation=plan["isolation"],
+            bwrap=plan["bwrap"],
         )
     return _SANDBOX[key]
+
+
+def node_setup(plan: dict[str, Any]) -> dict[str, Any]:
+    """On one node, before its plan tasks: install terraform and the mirror (once, atomically), probe isolation."""
+    import ray
+
+    cfg = _sandbox(plan)
+    try:
+        isolation, problem = resolve_isolation(cfg), None
+    except IsolationUnavailable as e:
+        isolation, problem = "none", str(e)
+    return {
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "terraform_version": terraform_version(cfg.terraform),
+        "isolation": isolation,
+        "problem": problem,
+    }
 
 
 def workspace_udf(batch: pa.Table, analyze: AnalyzeSettings, plan: dict[str, Any]) -> pa.Table:
@@ -203,7 +244,8 @@ def workspace_udf(batch: pa.Table, analyze: AnalyzeSettings, plan: dict[str, Any
             analyzed.update(
                 plan_status="error", plan_error=f"internal: {type(e).__name__}: {e}"[:600], plan_step="analyze"
             )
-        row = plan_encoded(encode(analyzed, route, task), _sandbox(plan), node)
+        sandbox = _sandbox(plan) if plan["enabled"] and route == "terraform" else None
+        row = plan_encoded(encode(analyzed, route, task), sandbox, node)
         row["collected_at"] = datetime.now(UTC)
         rows.append(row)
     return conform(rows, "plans")
@@ -215,14 +257,49 @@ def allowed_providers() -> tuple[str, ...]:
 
 
 def _existing_plans(path: Path, retry_failed: bool) -> set[str]:
-    t = read_table(path, ["workspace_id", "plan_status"])
-    if t is None:
+    """Workspaces an earlier run finished under today's rules (rows made under older rules are replanned)."""
+    if not path.exists():
         return set()
-    done = set()
-    for wid, status in zip(t.column("workspace_id").to_pylist(), t.column("plan_status").to_pylist(), strict=True):
-        if not (retry_failed and status in ("error", "timeout")):
-            done.add(wid)
-    return done
+    cols = ["workspace_id", "plan_status", "rules_version"]
+    if not set(cols) <= set(pads.dataset(path, format="parquet").schema.names):  # a table from before rules_version
+        return set()
+    t = pq.read_table(path, columns=cols).to_pylist()
+    return {
+        r["workspace_id"]
+        for r in t
+        if r["rules_version"] == RULES_VERSION and not (retry_failed and r["plan_status"] in ("error", "timeout"))
+    }
+
+
+def prepare_nodes(plan: dict[str, Any], resource: bool) -> list[dict[str, Any]]:
+    """Run ``node_setup`` once on every alive node that may plan (with the terraform resource, if any has it)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [n for n in ray.nodes() if n["Alive"] and (not resource or n["Resources"].get(TERRAFORM_RESOURCE))]
+    setup = ray.remote(node_setup)
+    refs = [
+        setup.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(
+            plan
+        )
+        for n in nodes
+    ]
+    return ray.get(refs)
+
+
+def check_isolation(nodes: list[dict[str, Any]], isolation: str, untrusted: int) -> None:
+    """Refuse to start when a node cannot contain terraform and the run would need it to."""
+    bad = [n for n in nodes if n["problem"]]
+    if not bad or isolation == "none":
+        return
+    if isolation == "auto" and untrusted == 0:
+        logger.warning("%d node(s) lack isolation; only trusted (synthetic) repositories will be planned", len(bad))
+        return
+    who = ", ".join(n["node_id"][:12] for n in bad)
+    raise SystemExit(
+        f"refusing to plan {untrusted} workspace(s) of collected (untrusted) repositories: node(s) {who}: "
+        f"{bad[0]['problem']}"
+    )
 
 
 def run(cfg: CollectConfig) -> dict[str, Any]:
@@ -244,8 +321,9 @@ def run(cfg: CollectConfig) -> dict[str, Any]:
             max_repo_mb=cfg.clone.max_repo_mb,
             allowed_protocols=tuple(cfg.clone.allowed_protocols),
             max_commits=cfg.clone.max_commits,
+            source_timeout_s=cfg.clone.source_timeout_s,
         ),
-        files=FileLimits(max_file_kb=cfg.files.max_file_kb, max_files=cfg.files.max_files),
+        files=FileLimits(**cfg.files.model_dump()),
         discover=DiscoverLimits(**cfg.discover.model_dump()),
     )
     logger.info("collecting %d sources into %s", len(sources), out)
@@ -257,10 +335,12 @@ def run(cfg: CollectConfig) -> dict[str, Any]:
         .materialize()
     )
     repos, all_ids = [], set()
-    for r in fetched.select_columns(["repo", "workspace_ids"]).iter_rows():
+    trusted_ids: dict[str, bool] = {}
+    for r in fetched.select_columns(["repo", "trusted", "workspace_ids"]).iter_rows():
         repos.append(json.loads(r["repo"]))
         repos[-1]["collected_at"] = datetime.fromisoformat(repos[-1]["collected_at"])
         all_ids.update(r["workspace_ids"])
+        trusted_ids.update(dict.fromkeys(r["workspace_ids"], bool(r["trusted"])))
     write_table_atomic(conform(repos, "repos"), out / "repos.parquet")
 
     fetch_s = time.monotonic() - start
@@ -281,10 +361,14 @@ def run(cfg: CollectConfig) -> dict[str, Any]:
             parse_timeout_s=cfg.plan.parse_timeout_s,
         )
         plan_args: dict[str, Any] = {"num_cpus": cfg.plan.num_cpus}
-        if ray.cluster_resources().get(TERRAFORM_RESOURCE, 0) > 0:
+        has_resource = ray.cluster_resources().get(TERRAFORM_RESOURCE, 0) > 0
+        if has_resource:
             plan_args["resources"] = {TERRAFORM_RESOURCE: cfg.plan.num_cpus}
         else:
             logger.warning("no node advertises the %r resource; planning on any node", TERRAFORM_RESOURCE)
+        if cfg.plan.enabled:  # terraform, mirror and isolation once per node, before any plan task
+            nodes = prepare_nodes(cfg.plan.model_dump(), has_resource)
+            check_isolation(nodes, cfg.plan.isolation, sum(not trusted_ids[w] for w in todo))
         (
             fetched.flat_map(explode_udf, fn_kwargs={"skip": frozenset(done)})
             .repartition(len(todo))  # one block per workspace, so that plans spread over every slot
@@ -323,7 +407,8 @@ def run(cfg: CollectConfig) -> dict[str, Any]:
 def summarize(out: Path, elapsed: float) -> dict[str, Any]:
     repos = pq.read_table(out / "repos.parquet", columns=["status", "error", "secrets_found"]).to_pylist()
     plans = pq.read_table(
-        out / "plans.parquet", columns=["plan_status", "planner", "plan_step", "plan_error", "secrets_found"]
+        out / "plans.parquet",
+        columns=["plan_status", "planner", "plan_step", "plan_error", "secrets_found", "isolation"],
     ).to_pylist()
     reason = lambda e: (e or "").split(":", 1)[0]  # noqa: E731
     summary = {
@@ -334,6 +419,7 @@ def summarize(out: Path, elapsed: float) -> dict[str, Any]:
         "workspaces": len(plans),
         "plans_by_status": dict(Counter(p["plan_status"] for p in plans)),
         "plans_by_planner": dict(Counter(p["planner"] for p in plans if p["plan_status"] == "ok")),
+        "plans_by_isolation": dict(Counter(p["isolation"] for p in plans if p["isolation"])),
         "plan_reasons": dict(
             Counter(f"{p['plan_step']}:{reason(p['plan_error'])}" for p in plans if p["plan_status"] != "ok")
         ),
@@ -354,6 +440,7 @@ def format_summary(s: dict[str, Any]) -> str:
         lines.append(f"              reasons {s['repo_errors']}")
     lines += [
         f"  workspaces  {s['workspaces']:>6}  {s['plans_by_status']}  planner {s['plans_by_planner']}",
+        f"              terraform ran under {s['plans_by_isolation'] or 'nothing (no plan ran)'}",
     ]
     if s["plan_reasons"]:
         lines.append(f"              reasons {s['plan_reasons']}")

@@ -9,7 +9,8 @@ import pyarrow as pa
 
 STATUS_REPO = ("ok", "error", "skipped")
 STATUS_PARSE = ("ok", "error", "timeout", "skipped")
-STATUS_PLAN = ("ok", "error", "timeout", "blocked", "skipped")
+STATUS_PLAN = ("ok", "error", "timeout", "too_large", "blocked", "skipped")
+ISOLATIONS = ("bwrap", "none")
 PLANNERS = ("terraform", "static", "none")
 COMPLEXITY_BUCKETS = ("low", "medium", "high")
 
@@ -80,6 +81,8 @@ PLANS = pa.schema(
         ("resource_changes", pa.list_(RESOURCE_CHANGE)),
         ("duration_s", pa.float64()),
         ("node_id", pa.string()),  # Ray node that planned it
+        ("isolation", pa.string()),  # ISOLATIONS: what terraform ran under; null when it never ran
+        ("rules_version", pa.string()),  # screen/scrubber/sandbox rules that made the row (rerun replans older)
         ("collected_at", TS),
     ]
 )
@@ -131,6 +134,7 @@ _ALLOWED: dict[str, dict[str, tuple[str, ...]]] = {
         "plan_status": STATUS_PLAN,
         "planner": PLANNERS,
         "complexity_bucket": COMPLEXITY_BUCKETS,
+        "isolation": ISOLATIONS,
     },
     "examples": {"split": SPLITS},
     "dropped": {"stage": DROP_STAGES},

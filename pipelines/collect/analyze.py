@@ -1,4 +1,4 @@
-"""HCL analysis of one workspace: structure, providers, complexity, and risky constructs.
+"""HCL analysis of one workspace: structure, providers and complexity (risky constructs: ``screen.py``).
 
 Input: the workspace's files (its directory plus the local modules it calls) already parsed by
 ``HclParser``. Output: plain values for the plans table. Parse failures are statuses, not exceptions.
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.collect.hcl import HclError, HclParser, HclTimeout
+from pipelines.collect.modules import labelled
 
 BUILTIN_TYPES = {
     "terraform_data": "terraform.io/builtin/terraform",
@@ -38,47 +39,84 @@ def parse_workspace(files: Sequence[Mapping[str, str]], parser: HclParser) -> Pa
         path = f["path"]
         try:
             if path.endswith(".tf.json"):
-                out.docs[path] = _json_as_hcl(json.loads(f["content"]))
+                out.docs[path] = load_tf_json(f["content"])
             elif path.endswith(".tf"):
                 out.docs[path] = parser.parse(f["content"], with_meta=False)
         except HclTimeout as e:
             return ParsedWorkspace({}, "timeout", f"{path}: {e}")
-        except (HclError, ValueError) as e:
+        except (HclError, ValueError, RecursionError) as e:  # RecursionError: JSON nested too deep
             return ParsedWorkspace({}, "error", f"{path}: {e}")
     return out
 
 
-def _json_as_hcl(doc: Any) -> dict[str, Any]:
-    """Terraform JSON syntax → python-hcl2's shape (each block kind maps to a list of dicts)."""
+def load_tf_json(text: str) -> dict[str, Any]:
+    """A ``.tf.json`` file in python-hcl2's shape (each block kind maps to a list of dicts).
+
+    HCL's JSON reader keeps a repeated property name as another block, where ``json.loads`` keeps only the
+    last: ``{"data": {<benign>}, "data": {<http>}}`` would hide the first. Repeats become one list here.
+    ValueError (or RecursionError, nested too deep) for text that is not a JSON object.
+    """
+    doc = json.loads(text, object_pairs_hook=_keep_repeats)
     if not isinstance(doc, dict):
         raise ValueError("a .tf.json file must hold a JSON object")
     return {k: v if isinstance(v, list) else [v] for k, v in doc.items()}
 
 
+def _keep_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k not in out:
+            out[k] = v
+            continue
+        prev = out[k] if isinstance(out[k], list) else [out[k]]
+        out[k] = [*prev, *(v if isinstance(v, list) else [v])]
+    return out
+
+
 def blocks(docs: Mapping[str, Mapping[str, Any]], kind: str) -> Iterator[tuple[str, str, Any]]:
     """(file path, label, body) for top-level blocks of one kind, e.g. ``module`` → (path, name, body)."""
     for path, doc in docs.items():
-        for entry in doc.get(kind, []) or []:
-            if isinstance(entry, dict):
-                for label, body in entry.items():
-                    yield path, label, body
+        for (label,), body in labelled(doc.get(kind), 1):
+            yield path, label, body
 
 
 def typed_blocks(docs: Mapping[str, Mapping[str, Any]], kind: str) -> Iterator[tuple[str, str, str, Any]]:
-    """(file path, type, name, body) for ``resource`` / ``data`` blocks."""
-    for path, type_, by_name in blocks(docs, kind):
-        if isinstance(by_name, dict):
-            for name, body in by_name.items():
-                yield path, type_, name, body
+    """(file path, type, name, body) for top-level ``resource`` / ``data`` blocks."""
+    for path, doc in docs.items():
+        for (type_, name), body in labelled(doc.get(kind), 2):
+            yield path, type_, name, body
+
+
+def nested_blocks(
+    docs: Mapping[str, Mapping[str, Any]], kind: str, n_labels: int
+) -> Iterator[tuple[str, tuple[str, ...], tuple[str, ...], dict[str, Any]]]:
+    """(file path, keys above it, labels, body) for every ``kind`` block at any depth.
+
+    Terraform reads some blocks nested (``data`` inside ``check``, ``provisioner`` inside ``resource``), and
+    screening must not depend on knowing every place a future version might allow; hence no schema. Iterative,
+    so a hostile, deeply nested ``.tf.json`` cannot exhaust the stack.
+    """
+    for path, doc in docs.items():
+        stack: list[tuple[tuple[str, ...], Any]] = [((), doc)]
+        while stack:
+            keys, node = stack.pop()
+            if isinstance(node, list):
+                stack.extend((keys, item) for item in reversed(node))
+            elif isinstance(node, dict):
+                for k, v in node.items():
+                    if k == kind:
+                        for labels, body in labelled(v, n_labels):
+                            yield path, keys, labels, body
+                stack.extend(((*keys, str(k)), v) for k, v in reversed(node.items()))
 
 
 def required_provider_sources(docs: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
     """local provider name → source address, from ``terraform { required_providers { ... } }``."""
     out: dict[str, str] = {}
     for _path, doc in docs.items():
-        for tf in doc.get("terraform", []) or []:
-            for rp in (tf.get("required_providers") or []) if isinstance(tf, dict) else []:
-                for local, spec in (rp or {}).items():
+        for _, tf in labelled(doc.get("terraform"), 0):
+            for _, rp in labelled(tf.get("required_providers"), 0):
+                for local, spec in rp.items():
                     if isinstance(spec, dict) and isinstance(spec.get("source"), str):
                         out[local] = spec["source"]
     return out
@@ -109,7 +147,6 @@ class Analysis:
     n_outputs: int
     complexity_score: float
     complexity_bucket: str
-    risky_constructs: list[str]
 
 
 def _count_exprs(body: Any, needle: str) -> int:
@@ -121,7 +158,7 @@ def analyze(parsed: ParsedWorkspace) -> Analysis:
     docs = parsed.docs
     sources = required_provider_sources(docs)
     resources = list(typed_blocks(docs, "resource"))
-    data = list(typed_blocks(docs, "data"))
+    data = [(p, t, n, b) for p, _keys, (t, n), b in nested_blocks(docs, "data", 2)]  # check blocks hold data too
     modules = list(blocks(docs, "module"))
     providers = {provider_of_type(t, sources) for _p, t, _n, _b in resources + data}
     providers |= {provider_address(name, sources) for _p, name, _b in blocks(docs, "provider")}
@@ -142,17 +179,6 @@ def analyze(parsed: ParsedWorkspace) -> Analysis:
         + 0.5 * (n_depends + n_lifecycle)
     )
     bucket = "low" if score < LOW_MAX else "medium" if score < MEDIUM_MAX else "high"
-    risky = set()
-    for *_x, b in resources:
-        if isinstance(b, dict) and "provisioner" in b:
-            risky.add("provisioner")
-    for _p, t, _n, _b in data:
-        if t in ("external", "http", "terraform_remote_state"):
-            risky.add(f"data.{t}")
-    for _p, _name, b in modules:
-        src = b.get("source") if isinstance(b, dict) else None
-        if isinstance(src, str) and not src.startswith(("./", "../")):
-            risky.add("remote_module")
     return Analysis(
         providers=sorted(providers),
         resource_types=sorted({t for _p, t, _n, _b in resources}),
@@ -162,5 +188,4 @@ def analyze(parsed: ParsedWorkspace) -> Analysis:
         n_outputs=sum(1 for _ in blocks(docs, "output")),
         complexity_score=round(float(score), 2),
         complexity_bucket=bucket,
-        risky_constructs=sorted(risky),
     )

@@ -1,24 +1,30 @@
 """Root-module discovery: which directories of a repository are workspaces, and which files each needs.
 
 A root module is a directory with ``.tf`` files that no other directory of the repository calls as a
-local module (``source = "./x"`` or ``"../x"``). A workspace carries its own files plus, transitively,
-the files of the local modules it calls, so it can be planned anywhere (on another node) from the row alone.
+local module. A workspace carries its own files plus, transitively, the files of the local modules it
+calls, so it can be planned anywhere (on another node) from the row alone.
+
+Module calls are read from real module blocks: ``.tf`` files with the linear-time lexer of
+``pipelines/hcl_syntax.py`` (no python-hcl2 here: it needs a child process with a timeout, and discovery
+reads every file of every commit, where the screen later parses only each workspace), ``.tf.json`` with
+``json``. Sources go through ``modules.resolve_source``, the resolver the screen uses. A call this reader
+misses (a file the lexer rejects, an escaped source) cannot open a hole: the screen re-resolves every call
+against the workspace's own files and blocks it as ``module_source_missing``.
 """
 
 from __future__ import annotations
 
+import logging
 import posixpath
-import re
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-# `source = "./..."` / `"../..."`: only module blocks take local-path sources, so a line scan is
-# enough to build the module graph (screening later parses properly; a miss only means that a child
-# module is also planned as a root, where it usually fails on required variables).
-LOCAL_SOURCE = re.compile(r'^\s*source\s*=\s*"(\.{1,2}/[^"]*)"', re.MULTILINE)
-TF_SUFFIXES = (".tf", ".tf.json")
-VAR_SUFFIXES = (".tfvars", ".tfvars.json")
+from pipelines.collect.analyze import load_tf_json
+from pipelines.collect.modules import TF_SUFFIXES, decode_escapes, module_calls, module_dirs, resolve_source
+from pipelines.hcl_syntax import Block, HclLexError, Tok, load_file
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,33 +44,53 @@ class Workspace:
 
 
 def _dir(path: str) -> str:
-    d = posixpath.dirname(path)
-    return d or "."
+    return posixpath.dirname(posixpath.normpath(path)) or "."
 
 
-def _join(base: str, rel: str) -> str | None:
-    """Normalize ``base/rel``; None when it leaves the repository."""
-    joined = posixpath.normpath(posixpath.join(base if base != "." else "", rel))
-    if joined.startswith("..") or posixpath.isabs(joined):
+def module_sources(path: str, text: str) -> Iterator[object]:
+    """Source values of one file's module blocks (None where a source is not one plain string)."""
+    if "module" not in text:  # most files call no module: skip the lexer
+        return
+    if path.endswith(".tf.json"):
+        try:
+            doc = load_tf_json(text)
+        except (ValueError, RecursionError):
+            return  # the screen reports the parse error
+        yield from (source for _name, source in module_calls(doc))
+        return
+    try:
+        hf = load_file(path, text)
+    except (HclLexError, RecursionError) as e:
+        logger.debug("discover: %s not lexed (%s); its module calls are not followed", path, e)
+        return
+    for item in hf.items:
+        if isinstance(item, Block) and hf.toks[item.type].text == "module":
+            yield _source_attr(hf.toks, item)
+
+
+def _source_attr(toks: Sequence[Tok], block: Block) -> object:
+    """The value of a module block's ``source`` when it is one string token without interpolation."""
+    for item in block.items:
+        if isinstance(item, Block) or toks[item.key].text != "source":
+            continue
+        value = toks[item.eq + 1 : item.end]
+        if len(value) == 1 and value[0].kind == "string" and [type(p) for p in value[0].parts] == [tuple]:
+            return decode_escapes(value[0].text[1:-1])
         return None
-    return joined if joined not in ("", ".") else "."
+    return None
 
 
 def module_graph(files: Sequence[Mapping[str, str]]) -> dict[str, set[str]]:
     """directory → local module directories it calls (that exist in the repository)."""
-    by_dir: dict[str, list[Mapping[str, str]]] = defaultdict(list)
-    for f in files:
-        by_dir[_dir(f["path"])].append(f)
-    tf_dirs = {d for d, fs in by_dir.items() if any(f["path"].endswith(TF_SUFFIXES) for f in fs)}
-    graph: dict[str, set[str]] = {d: set() for d in tf_dirs}
-    for d in tf_dirs:
-        for f in by_dir[d]:
-            if not f["path"].endswith(".tf"):
-                continue
-            for rel in LOCAL_SOURCE.findall(f["content"]):
-                target = _join(d, rel)
-                if target is not None and target in tf_dirs and target != d:
-                    graph[d].add(target)
+    tf_files = [f for f in files if f["path"].endswith(TF_SUFFIXES)]
+    dirs = module_dirs(f["path"] for f in tf_files)
+    graph: dict[str, set[str]] = {d: set() for d in dirs}
+    for f in tf_files:
+        d = _dir(f["path"])
+        for source in module_sources(f["path"], f["content"]):
+            r = resolve_source(d, source, dirs)
+            if r.kind == "local" and r.dir != d:
+                graph[d].add(r.dir)
     return graph
 
 

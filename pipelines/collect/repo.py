@@ -16,7 +16,15 @@ from typing import Any
 
 from pipelines.collect import secrets
 from pipelines.collect.discover import DiscoverLimits, discover
-from pipelines.collect.git import FetchLimits, FileLimits, fetch, read_local_dir, read_tree
+from pipelines.collect.git import (
+    FetchLimits,
+    FileLimits,
+    ReadAborted,
+    ReadBudget,
+    fetch,
+    read_local_dir,
+    read_tree,
+)
 from pipelines.collect.sources import Source
 from pipelines.ids import short_hash, workspace_id
 
@@ -47,6 +55,7 @@ class WorkspaceTask:
     prior_files: list[dict[str, str]] | None = None
     dropped: str | None = None
     history: bool = False
+    trusted: bool = False  # our own generated repository (Source.trusted)
     secret_kinds: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -61,9 +70,22 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def safe_url(src: Source) -> str:
+    """The source URL to store and log: credentials in it replaced by placeholders (clone with ``src.url``)."""
+    return secrets.scrub_url(src.url)[0]
+
+
+def _scrub_message(src: Source, text: str) -> str:
+    """An error or log text with the source's URL (as given, credentials and all) and any secret scrubbed."""
+    return secrets.scrub_text(text.replace(src.url, safe_url(src)), "error")[0]
+
+
 def _repo_row(src: Source, **kw: Any) -> dict[str, Any]:
+    url, url_findings = secrets.scrub_url(src.url)
+    if isinstance(kw.get("error"), str):  # git's messages may quote the URL or a secret of the repository
+        kw["error"] = _scrub_message(src, kw["error"])
     row = {
-        "source_url": src.url,
+        "source_url": url,
         "repo_id": src.to_row()["repo_id"],
         "origin": src.origin,
         "ref": src.ref,
@@ -82,6 +104,7 @@ def _repo_row(src: Source, **kw: Any) -> dict[str, Any]:
         "collected_at": _now(),
     }
     row.update(kw)
+    row["secrets_found"] += len(url_findings)  # a credential in the source URL counts as scrubbed from the row
     return row
 
 
@@ -91,8 +114,9 @@ def collect_source(src: Source, settings: CollectSettings) -> tuple[dict[str, An
     try:
         return _collect(src, settings, start)
     except Exception as e:  # a bug or an unforeseen repository shape: keep the row, say what happened
-        logger.exception("collect failed for %s", src.url)
-        last = traceback.format_exception_only(e)[-1].strip()
+        trace = _scrub_message(src, "".join(traceback.format_exception(e)))
+        logger.error("collect failed for %s:\n%s", safe_url(src), trace)
+        last = _scrub_message(src, traceback.format_exception_only(e)[-1].strip())  # scrub before the cut
         return _repo_row(src, status="error", error=f"internal: {last[:300]}", duration_s=time.monotonic() - start), []
 
 
@@ -101,21 +125,41 @@ def _collect(src: Source, settings: CollectSettings, start: float) -> tuple[dict
     snapshots: list[tuple[str, list[dict[str, str]]]] = []
     skipped: list[dict[str, str]] = []
     n_bytes = 0
-    if src.kind == "local":
-        files, skipped, n_bytes = read_local_dir(src.url, settings.files)
-        commit = "local-" + short_hash(*(f"{f['path']}\0{f['content']}" for f in files))
-        snapshots.append((commit, files))
-    else:
-        res = fetch(src.url, src.ref, settings.cache_dir, settings.fetch, history=src.history and src.trusted)
-        if res.status != "ok":
-            return _repo_row(
-                src, status=res.status, error=res.error, bytes=res.bytes, duration_s=time.monotonic() - start
-            ), []
-        n_bytes = res.bytes
-        for commit in res.commits:
-            files, sk = read_tree(res.git_dir, commit, settings.files)
+    # one deadline for fetch + reading + discovery; every read cap ends the source as one row, no workspaces
+    budget = ReadBudget.starting(settings.fetch.source_timeout_s, start)
+    fetched_sha = ""
+    try:
+        if src.kind == "local":
+            files, skipped, n_bytes = read_local_dir(src.url, settings.files, budget)
+            commit = "local-" + short_hash(*(f"{f['path']}\0{f['content']}" for f in files))
             snapshots.append((commit, files))
-            skipped = sk  # report what the newest commit skipped
+        else:
+            res = fetch(
+                src.url,
+                src.ref,
+                settings.cache_dir,
+                settings.fetch,
+                history=src.history and src.trusted,
+                budget=budget,
+            )
+            if res.status != "ok":
+                return _repo_row(
+                    src, status=res.status, error=res.error, bytes=res.bytes, duration_s=time.monotonic() - start
+                ), []
+            n_bytes, fetched_sha = res.bytes, res.commit_sha
+            for commit in res.commits:
+                files, sk = read_tree(res.git_dir, commit, settings.files, budget)
+                snapshots.append((commit, files))
+                skipped = sk  # report what the newest commit skipped
+    except ReadAborted as e:
+        return _repo_row(
+            src,
+            status=e.status,
+            error=e.reason,
+            commit_sha=fetched_sha,
+            bytes=n_bytes,
+            duration_s=time.monotonic() - start,
+        ), []
     findings_total = 0
     tasks: list[WorkspaceTask] = []
     prior: tuple[str, dict[str, list[dict[str, str]]]] | None = None
@@ -141,7 +185,7 @@ def _collect(src: Source, settings: CollectSettings, start: float) -> tuple[dict
                 WorkspaceTask(
                     workspace_id=workspace_id(rid, commit, ws.path, prior_sha),
                     repo_id=rid,
-                    source_url=src.url,
+                    source_url=safe_url(src),
                     commit_sha=commit,
                     path=ws.path,
                     files=ws.files,
@@ -149,10 +193,20 @@ def _collect(src: Source, settings: CollectSettings, start: float) -> tuple[dict
                     prior_files=prior_files,
                     dropped=ws.dropped,
                     history=src.history and src.trusted,
+                    trusted=src.trusted,
                     secret_kinds=kinds,
                 )
             )
             current[ws.path] = ws.files
+        if budget.expired():  # scrubbing and discovery share the source's deadline
+            return _repo_row(
+                src,
+                status="error",
+                error=budget.timeout().reason,
+                commit_sha=fetched_sha,
+                bytes=n_bytes,
+                duration_s=time.monotonic() - start,
+            ), []
         prior = (commit, current)
         head_files = files
     head = snapshots[-1][0]

@@ -14,8 +14,13 @@ from typing import Any
 from pipelines.collect.analyze import analyze, parse_workspace
 from pipelines.collect.hcl import HclParser
 from pipelines.collect.repo import WorkspaceTask
-from pipelines.collect.screen import screen
+from pipelines.collect.screen import SCREEN_RULES_VERSION, screen
+from pipelines.collect.secrets import SCRUBBER_RULES_VERSION
+from pipelines.terraform.sandbox import SANDBOX_RULES_VERSION
 from pipelines.terraform.static_planner import static_plan
+
+# the rules a plans row was made under; a rerun replans rows whose version differs (ray_jobs/collect.py)
+RULES_VERSION = f"screen={SCREEN_RULES_VERSION},scrub={SCRUBBER_RULES_VERSION},sandbox={SANDBOX_RULES_VERSION}"
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,8 @@ def base_row(task: WorkspaceTask) -> dict[str, Any]:
         "resource_changes": [],
         "duration_s": 0.0,
         "node_id": None,
+        "isolation": None,
+        "rules_version": RULES_VERSION,
     }
 
 
@@ -90,9 +97,11 @@ def analyze_task(task: WorkspaceTask, settings: AnalyzeSettings, parser: HclPars
         n_outputs=a.n_outputs,
         complexity_score=a.complexity_score,
         complexity_bucket=a.complexity_bucket,
-        risky_constructs=a.risky_constructs,
     )
-    s = screen(parsed, task.files, a.providers, settings.allowed_providers, history=task.prior is not None)
+    s = screen(
+        parsed, task.files, a.providers, settings.allowed_providers, root=task.path, history=task.prior is not None
+    )
+    row.update(risky_constructs=s.risky)
     if s.blocked:
         row.update(plan_status="blocked", plan_error="; ".join(s.blocked), plan_step="screen")
         return row, "blocked"
@@ -121,4 +130,5 @@ def analyze_task(task: WorkspaceTask, settings: AnalyzeSettings, parser: HclPars
 
 def encode(row: dict[str, Any], route: str, task: WorkspaceTask) -> str:
     """Row + route (+ prior files for history plans) as one JSON string for the next Ray stage."""
-    return json.dumps({"row": row, "route": route, "prior_files": task.prior_files}, default=str)
+    payload = {"row": row, "route": route, "prior_files": task.prior_files, "trusted": task.trusted}
+    return json.dumps(payload, default=str)

@@ -13,17 +13,27 @@ from pipelines.terraform.sandbox import SandboxConfig, plan_workspace
 
 logger = logging.getLogger(__name__)
 
+PLAN_DISABLED = "plan_disabled: plan.enabled=false (analyzed and screened only)"
 
-def plan_encoded(encoded: str, cfg: SandboxConfig, node_id: str | None = None) -> dict[str, Any]:
-    """Analyzed row (``workspace.encode``) → complete plans row. Never raises for workspace problems."""
+
+def plan_encoded(encoded: str, cfg: SandboxConfig | None, node_id: str | None = None) -> dict[str, Any]:
+    """Analyzed row (``workspace.encode``) → complete plans row. Never raises for workspace problems.
+
+    ``cfg=None`` means planning is disabled: rows routed to terraform end ``skipped`` and no terraform runs.
+    """
     payload = json.loads(encoded)
     row, route = payload["row"], payload["route"]
     row["node_id"] = node_id
     if route != "terraform":
         return row
+    if cfg is None:
+        row.update(plan_status="skipped", plan_error=PLAN_DISABLED, plan_step="plan")
+        return row
     start = time.monotonic()
     try:
-        res = plan_workspace(row["files"], row["path"], cfg, prior_files=payload.get("prior_files"))
+        res = plan_workspace(
+            row["files"], row["path"], cfg, prior_files=payload.get("prior_files"), trusted=payload["trusted"]
+        )
     except Exception as e:  # the sandbox itself broke (e.g. disk full): keep the row
         logger.exception("plan failed for %s", row["workspace_id"])
         row.update(
@@ -47,5 +57,6 @@ def plan_encoded(encoded: str, cfg: SandboxConfig, node_id: str | None = None) -
         terraform_version=res.terraform_version,
         resource_changes=changes,
         duration_s=res.duration_s,
+        isolation=res.isolation or None,
     )
     return row

@@ -16,7 +16,8 @@ evaluation baseline, so it expands what the HCL alone determines and reports the
   rules (unknown module ``count`` -> ``module.m[0]``; unknown ``for_each`` -> module skipped).
   Map values (and set/list lengths) may stay unknown while keys are known, as in terraform:
   ``for_each = aws_subnet.private`` expands to the keys of that resource's own ``for_each``.
-- Modules: local sources (``./``, ``../``) resolve inside ``files``; a source that leaves the repo, a
+- Modules: local sources (``./``, ``../``, ``.\\``) resolve inside ``files`` through ``collect/modules.py``, the
+  resolver discovery and screening use; a source that leaves the repo (in any spelling), a
   registry/git/URL source, or a non-literal source is skipped with a note. A local source whose
   directory has no ``.tf`` files makes the workspace unplannable (``error``), as ``terraform init``
   fails there; so do HCL parse errors, duplicate resources/module calls and module cycles. Other
@@ -60,6 +61,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.collect.hcl import HclError, parse_hcl_inline
+from pipelines.collect.modules import module_dirs, resolve_source
 
 logger = logging.getLogger(__name__)
 
@@ -1621,6 +1623,7 @@ class _Planner:
         self._by_dir: dict[str, list[str]] = {}
         for path in sorted(self.files):
             self._by_dir.setdefault(_norm_dir(posixpath.dirname(path)), []).append(path)
+        self._module_dirs = module_dirs(self.files)  # where modules.resolve_source may find a local module
 
     def note(self, text: str) -> None:
         self._notes.setdefault(text, None)
@@ -1646,24 +1649,24 @@ class _Planner:
         for name, call in cfg.modules.items():
             src = call.get("source")
             where = f"module.{name} (called from {d or '.'})"
-            if not isinstance(src, str) or "${" in src:
+            r = resolve_source(d or ".", src, self._module_dirs)
+            if r.kind == "not_literal":
                 cfg.module_skip[name] = "has no literal source, which terraform rejects; skipped"
                 continue
-            if not src.startswith(("./", "../")):
+            if r.kind == "remote":
                 cfg.module_skip[name] = f'source "{src}" is not a local path (registry, git or URL); resources unknown'
                 continue
-            child = posixpath.normpath(posixpath.join(d, src))
-            if child == ".." or child.startswith("../"):
+            if r.kind == "outside":
                 cfg.module_skip[name] = f'source "{src}" points outside the repository; resources unknown'
                 continue
-            child = _norm_dir(child)
-            if child in (*chain, d):
-                raise _PlanFailure(f"{where}: source {src!r} makes a module cycle through {child or '.'}")
-            if not any(p.endswith((".tf", ".tf.json")) for p in self._by_dir.get(child, [])):
+            child = _norm_dir(r.dir or ".")
+            if r.kind == "missing":
                 raise _PlanFailure(
                     f"{where}: local source {src!r} resolves to {child or '.'!r}, which has no .tf files "
                     "in the given files; include that directory or fix the source"
                 )
+            if child in (*chain, d):
+                raise _PlanFailure(f"{where}: source {src!r} makes a module cycle through {child or '.'}")
             cfg.module_dirs[name] = child
             self.load_tree(child, (*chain, d))
         return cfg

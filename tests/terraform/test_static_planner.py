@@ -648,6 +648,33 @@ def test_registry_git_and_out_of_repo_modules_are_skipped_with_notes() -> None:
     ]
 
 
+def test_module_sources_go_through_the_collect_resolver() -> None:
+    """The static planner resolves sources like discovery and the screen: every spelling of "outside" is
+    outside, and terraform's backslash form of a local path is local."""
+    files = tf(
+        {
+            "envs/prod/main.tf": """
+            module "win" { source = "..\\\\..\\\\modules\\\\ok" }
+            module "enc" { source = "./%2e%2e/%2e%2e/%2e%2e/etc" }
+            module "bs" { source = "..\\\\..\\\\..\\\\etc" }
+            module "abs" { source = "/etc" }
+            module "climb" { source = "../../modules/ok/../../../x" }
+            """,
+            "modules/ok/main.tf": """
+            resource "aws_sqs_queue" "q" {}
+            """,
+        }
+    )
+    plan = static_plan(files, "envs/prod")
+    assert addresses(plan) == ["module.win.aws_sqs_queue.q"]
+    assert plan.unresolved == [
+        'module.enc: source "./%2e%2e/%2e%2e/%2e%2e/etc" points outside the repository; resources unknown',
+        'module.bs: source "..\\..\\..\\etc" points outside the repository; resources unknown',
+        'module.abs: source "/etc" points outside the repository; resources unknown',
+        'module.climb: source "../../modules/ok/../../../x" points outside the repository; resources unknown',
+    ]
+
+
 def test_missing_local_module_directory_makes_the_workspace_unplannable() -> None:
     files = tf(
         {
