@@ -439,7 +439,13 @@ def test_local_dir_fifo_odd_names_and_depth(tmp_path: Path) -> None:
         deep += "/d"
         os.mkdir(deep)
     Path(deep, "deep.tf").write_text("b = 1\n")
-    files, skipped, n = read_local_dir(root, FileLimits())
+    try:
+        files, skipped, n = read_local_dir(root, FileLimits())
+    finally:  # pytest's recursive tmp cleanup cannot remove 1,500 levels: unwind them here
+        os.unlink(Path(deep, "deep.tf"))
+        for _ in range(1500):
+            os.rmdir(deep)
+            deep = os.path.dirname(deep)
     assert [f["path"] for f in files] == ["d/" * 1500 + "deep.tf", "main.tf"]
     assert skipped == [
         {"path": "\ufffd.tf", "reason": "name not UTF-8"},
