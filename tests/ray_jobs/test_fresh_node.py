@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +36,20 @@ SPLITS = ("train", "val", "test")
 
 def _pipeline(home: Path, out: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "TFPREDICT_"))}
-    env |= {"PATH": NO_TERRAFORM_PATH, "TFPREDICT_HOME": str(home)}
-    return subprocess.run(
-        [sys.executable, "-m", "ray_jobs.pipeline", f"output_dir={out}", *SMALL, *overrides],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    ray_tmp = tempfile.mkdtemp(prefix="tfr-", dir="/tmp")  # own cluster: never join the session's
+    env |= {"PATH": NO_TERRAFORM_PATH, "TFPREDICT_HOME": str(home), "RAY_TMPDIR": ray_tmp}
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "ray_jobs.pipeline", f"output_dir={out}", *SMALL, *overrides],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def _answer(plan: dict[str, Any]) -> dict[str, Any]:
