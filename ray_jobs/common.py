@@ -80,10 +80,3 @@ def swap_dir(tmp: Path, final: Path) -> None:
         final.rename(old)
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table | None:
-    p = Path(path)
-    if not p.exists():
-        return None
-    return pq.read_table(p, columns=columns)
