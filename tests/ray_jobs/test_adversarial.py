@@ -186,10 +186,12 @@ def test_without_isolation_auto_refuses_collected_code(ray_cluster: object, tmp_
     assert not (tmp_path / "out" / "plans.parquet").exists()
 
 
-def _job(user: int | None, env: dict[str, str], args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def _job(
+    user: int | None, env: dict[str, str], args: list[str], cwd: Path, prefix: list[str] = ()
+) -> subprocess.CompletedProcess[str]:
     """``python -m ray_jobs.collect`` in a fresh process with its own local Ray, optionally as ``user``."""
     drop = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"] if user is not None else []
-    cmd = [*drop, sys.executable, "-m", "ray_jobs.collect", "ray.num_cpus=2", "ray.auth_disabled=true", *args]
+    cmd = [*prefix, *drop, sys.executable, "-m", "ray_jobs.collect", "ray.num_cpus=2", "ray.auth_disabled=true", *args]
     clean = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     return subprocess.run(
         cmd,
@@ -202,6 +204,35 @@ def _job(user: int | None, env: dict[str, str], args: list[str], cwd: Path) -> s
     )
 
 
+def _reachable_as(user: int, view: Path) -> list[str]:
+    """A command prefix under which ``user`` can run this interpreter and read the project.
+
+    Here (and in CI) the interpreter lives under ``/root`` (mode 700), which no other user may enter. The
+    prefix runs the job in a private mount namespace in which each such directory is replaced by a view
+    that holds only the subtrees the job needs (bind mounts of the interpreter, the venv, the project):
+    the rest of the host, and what the user may not read, stay as they are. Empty when nothing blocks.
+    """
+    needed = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), ROOT}
+    blocked: dict[Path, set[str]] = {}
+    for path in needed:
+        for parent in reversed(path.parents):
+            if not parent.stat().st_mode & 0o001:  # others may not enter it
+                blocked.setdefault(parent, set()).add(path.relative_to(parent).parts[0])
+                break
+    script = []
+    for i, (parent, children) in enumerate(sorted(blocked.items())):
+        v = view / str(i)
+        v.mkdir(parents=True)
+        v.chmod(0o755)
+        for child in sorted(children):
+            (v / child).mkdir()
+            script.append(f"mount --bind '{parent / child}' '{v / child}'")
+        script.append(f"mount --rbind '{v}' '{parent}'")
+    if not script:
+        return []
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-ec", "; ".join(script) + '; exec "$@"', "sh"]
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create the unprivileged run; as non-root, see above")
 def test_hostile_corpus_as_a_non_root_user(planted: dict[str, Any], server: tuple[str, list[str]]) -> None:
     """The same corpus and job as an unprivileged user: isolation must not silently degrade."""
@@ -211,15 +242,17 @@ def test_hostile_corpus_as_a_non_root_user(planted: dict[str, Any], server: tupl
         repo = make_corpus(base / "hostile", planted["host"], url)
         shutil.copytree(default_mirror_dir(), base / "home" / "tf-mirror", symlinks=True)
         subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(base)], check=True)
-        spawn = "import subprocess, sys; subprocess.run([sys.executable, '-c', 'pass'], check=True)"
+        prefix = _reachable_as(NOBODY, base / "view")
+        spawn = "import subprocess, sys, ray; subprocess.run([sys.executable, '-c', 'pass'], check=True)"
         user = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-        if subprocess.run([*user, sys.executable, "-c", spawn], capture_output=True, check=False).returncode != 0:
-            pytest.skip(f"{sys.executable} cannot start its own subprocesses as uid {NOBODY} (an interpreter under a "
-                        "root-only directory); the sandbox-level non-root test still runs")  # fmt: skip
+        runs = subprocess.run(
+            [*prefix, *user, sys.executable, "-c", spawn], capture_output=True, text=True, check=False
+        )
+        assert runs.returncode == 0, runs.stderr  # the interpreter, as the unprivileged user
         probe = ["setpriv", f"--reuid={NOBODY}", "unshare", "-n", "true"]
         assert subprocess.run(probe, capture_output=True, check=False).returncode != 0  # the old barrier fails here
         env = {"HOME": str(base), "TFPREDICT_HOME": str(base / "home"), "RAY_TMPDIR": str(base / "ray")}
-        proc = _job(NOBODY, env, overrides(base / "out", repo), base)
+        proc = _job(NOBODY, env, overrides(base / "out", repo), base, prefix)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "terraform ran under {'bwrap': 6}" in proc.stdout
         rows = assert_contained(base / "out", planted["canaries"], hits)

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.collect.synthetic import SyntheticConfig, generate_corpus
+from pipelines.dataset import split as split_lib
 from pipelines.dataset.validate import validate_file
 from pipelines.ids import repo_id
 from pipelines.terraform.plan_json import canonical_prediction
@@ -172,10 +173,19 @@ def test_adding_repositories_keeps_every_example_in_its_split(
         return f"plan_prediction.plans_path={out.parent / name / 'plans.parquet'}"
 
     synthetic = [r.url for r in collected["repos"]]
+    # the repo ids hash file:// URLs under this run's tmp dir, so pick the salt that puts repo 0 in train and
+    # repo 2 in test: the growth assertions below then always have examples in both to keep in place
+    ratios = {s: getattr(build_dataset.SplitConfig(), s) for s in ("train", "val", "test")}
+    salt = next(
+        f"t{i}"
+        for i in range(10_000)
+        if [split_lib.split_of(split_lib.bucket(f"t{i}", repo_id(synthetic[n])), ratios) for n in (0, 2)]
+        == ["train", "test"]
+    )
     small = plans_of("small", {synthetic[0], synthetic[2]})
     # pure hash assignment (no earlier build, no stratified minimum, no near-dup merges): new repositories that
     # are not copies of existing ones never move an example
-    hashed = ["split.sticky=false", "split.min_groups=1000", "dedup.near_threshold=1.0"]
+    hashed = ["split.sticky=false", "split.min_groups=1000", "dedup.near_threshold=1.0", f"split.salt={salt}"]
     build(out, "small", small, *hashed)
     build(out, "large", plans_of("large", set(synthetic)), *hashed)
     fresh = {r["example_id"]: r["split"] for r in read_split_tables(out / "datasets" / "small")}
@@ -183,7 +193,7 @@ def test_adding_repositories_keeps_every_example_in_its_split(
     assert fresh and len(full) > len(fresh) and {e: full.get(e) for e in fresh} == fresh
     # growing one dataset in place, now with the fork and the near-copy joining existing components and the
     # stratified minimum moving groups: every example keeps the split of the earlier build
-    grow = ["dedup.near_threshold=0.85", "split.min_groups=2"]
+    grow = ["dedup.near_threshold=0.85", "split.min_groups=2", f"split.salt={salt}"]
     build(out, "grow", small, *grow)
     before = {r["example_id"]: r["split"] for r in read_split_tables(out / "datasets" / "grow")}
     build(out, "grow", *grow)
