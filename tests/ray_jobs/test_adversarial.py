@@ -29,6 +29,7 @@ from pipelines.terraform.install import default_mirror_dir
 from ray_jobs import collect
 from schemas.config import load_config
 from tests.conftest import make_git_repo
+from tests.git_objects import bare_repo, build_bomb, hundred_k, objects_bytes, publish
 
 ROOT = Path(__file__).resolve().parents[2]
 NOBODY = 65534
@@ -166,12 +167,38 @@ def assert_contained(out: Path, canaries: tuple[str, ...], hits: list[str]) -> d
 def test_hostile_corpus_reads_reaches_and_leaks_nothing(
     ray_cluster: object, tmp_path: Path, planted: dict[str, Any], server: tuple[str, list[str]]
 ) -> None:
+    """The hostile corpus in one job with a git bomb and a 100,000-file repository (few KB of objects each):
+    those end as one repos row each with the cap they hit, well within their deadline, and the job goes on."""
     url, hits = server
     repo = make_corpus(tmp_path / "hostile", planted["host"], url)
-    cfg = load_config(collect.CollectConfig, None, overrides(tmp_path / "out", repo))
-    summary = collect.run(cfg)
+    bomb = bare_repo(tmp_path / "bomb")
+    publish(bomb, build_bomb(bomb))
+    huge = bare_repo(tmp_path / "huge")
+    hundred_k(huge, ".tf")
+    assert objects_bytes(bomb) < 16_000 and objects_bytes(huge) < 2_000_000
+    urls = [repo, bomb.as_uri(), huge.as_uri()]
+    deadline = 120
+    args = [
+        *overrides(tmp_path / "out", repo),
+        f"sources.urls={json.dumps(urls)}",
+        f"clone.source_timeout_s={deadline}",
+    ]
+    summary = collect.run(load_config(collect.CollectConfig, None, args))
     assert summary["plans_by_isolation"] == {"bwrap": 6}
     assert_contained(tmp_path / "out", planted["canaries"], hits)
+    repos = {r["source_url"]: r for r in pq.read_table(tmp_path / "out" / "repos.parquet").to_pylist()}
+    assert sorted(repos) == sorted(urls)
+    assert [(repos[u]["status"], repos[u]["error"], repos[u]["n_workspaces"]) for u in urls] == [
+        ("ok", None, len(EXPECTED)),
+        (
+            "skipped",
+            "too_large: one tree is reached more than 64 times, a git bomb of repeated subtrees "
+            "(files.max_tree_repeats)",
+            0,
+        ),
+        ("skipped", "too_large: more than 5000 files to read (files.max_files)", 0),
+    ]
+    assert all(repos[u]["duration_s"] < deadline for u in urls)
 
 
 def test_without_isolation_auto_refuses_collected_code(ray_cluster: object, tmp_path: Path) -> None:
