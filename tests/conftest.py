@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
 import subprocess
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -51,6 +54,35 @@ def make_git_repo(path: Path, commits: list[Mapping[str, str | None]]) -> list[s
         git("commit", "-q", "--allow-empty", "-m", f"commit {i}")
         shas.append(git("rev-parse", "HEAD").strip())
     return shas
+
+
+@contextlib.contextmanager
+def recording_server() -> Iterator[tuple[str, list[str]]]:
+    """A loopback HTTP server that records every request path and answers with an empty terraform state
+    (what an ``http`` backend expects): ``(base URL, paths requested)``. Tests that hostile code reaches
+    nothing assert the list stays empty, and show with an uncontained control that it would not."""
+    hits: list[str] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            body = b'{"version": 4, "terraform_version": "1.0.0", "serial": 1, "lineage": "x", "outputs": {}}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}", hits
+    finally:
+        srv.shutdown()
+        srv.server_close()
 
 
 @pytest.fixture(scope="session")

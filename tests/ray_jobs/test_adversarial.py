@@ -9,18 +9,16 @@ root, and again as an unprivileged user (``unshare -n`` fails there, bubblewrap 
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -28,7 +26,7 @@ import pytest
 from pipelines.terraform.install import default_mirror_dir
 from ray_jobs import collect
 from schemas.config import load_config
-from tests.conftest import make_git_repo
+from tests.conftest import make_git_repo, recording_server
 from tests.git_objects import bare_repo, build_bomb, hundred_k, objects_bytes, publish
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,26 +78,10 @@ EXPECTED = {
 CHANGES = {"fileset": ['terraform_data.leak[""]'], "committed": ["terraform_data.ok"]}
 
 
-class _Recorder(http.server.BaseHTTPRequestHandler):
-    hits: ClassVar[list[str]] = []
-
-    def do_GET(self) -> None:
-        self.hits.append(self.path)
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[str, list[str]]]:
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}", _Recorder.hits
-    srv.shutdown()
+    with recording_server() as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

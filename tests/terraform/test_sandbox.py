@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
-import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 
 from pipelines.terraform.sandbox import SandboxConfig, plan_workspace, resolve_isolation
+from tests.conftest import recording_server
 
 
 def f(path: str, content: str) -> dict[str, str]:
@@ -180,29 +178,10 @@ def test_module_source_outside_the_workspace_is_not_there(
     assert changes(leaked) == [("module.m.terraform_data.hostmod", ["create"])]
 
 
-class _Recorder(http.server.BaseHTTPRequestHandler):
-    hits: ClassVar[list[str]] = []
-
-    def do_GET(self) -> None:
-        self.hits.append(self.path)
-        body = b'{"version": 4, "terraform_version": "1.0.0", "serial": 1, "lineage": "x", "outputs": {}}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def loopback_server() -> Iterator[tuple[str, list[str]]]:
-    _Recorder.hits = []
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}", _Recorder.hits
-    srv.shutdown()
+    with recording_server() as served:
+        yield served
 
 
 def test_no_network_inside_the_sandbox(sandbox_cfg: SandboxConfig, loopback_server: tuple[str, list[str]]) -> None:
