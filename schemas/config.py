@@ -51,8 +51,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def load_config(model: type[M], path: str | Path | None = None, overrides: Sequence[str] = ()) -> M:
-    """Load ``path`` (YAML mapping; optional) with overrides applied on top, validated by ``model``."""
+def _read(path: str | Path | None, overrides: Sequence[str]) -> tuple[dict[str, Any], str]:
     data: dict[str, Any] = {}
     where = "defaults"
     if path is not None:
@@ -66,17 +65,59 @@ def load_config(model: type[M], path: str | Path | None = None, overrides: Seque
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of settings, got {type(loaded).__name__}")
         data = loaded or {}
-    data = _merge(data, parse_overrides(overrides))
+    return _merge(data, parse_overrides(overrides)), where
+
+
+def _error_lines(e: ValidationError) -> list[str]:
+    lines = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        hint = (
+            " (unknown key: check the spelling against the documented settings)"
+            if err["type"] == "extra_forbidden"
+            else ""
+        )
+        lines.append(f"{loc}: {err['msg']}{hint}")
+    return lines
+
+
+def _drop(data: dict[str, Any], loc: Sequence[Any]) -> bool:
+    """Remove the setting at ``loc`` (or the deepest mapping key on its path); False if nothing was removed."""
+    node: Any = data
+    for i, key in enumerate(loc):
+        if not isinstance(node, dict) or key not in node:
+            return False
+        if i == len(loc) - 1 or not isinstance(node[key], dict):
+            del node[key]
+            return True
+        node = node[key]
+    return False
+
+
+def load_config_lenient(
+    model: type[M], path: str | Path | None = None, overrides: Sequence[str] = ()
+) -> tuple[M | None, list[str]]:
+    """Like :func:`load_config`, but returns ``(model, errors)``: the model is built with every invalid or
+    unknown setting left at its default, so that checks of the rest can still run and every problem of a
+    config can be reported at once. ``model`` is None when even that fails."""
+    data, _ = _read(path, overrides)
+    errors: list[str] = []
+    for _ in range(100):
+        try:
+            return model.model_validate(data), errors
+        except ValidationError as e:
+            if not errors:
+                errors = _error_lines(e)
+            if not any(_drop(data, err["loc"]) for err in e.errors()):
+                return None, errors
+    return None, errors
+
+
+def load_config(model: type[M], path: str | Path | None = None, overrides: Sequence[str] = ()) -> M:
+    """Load ``path`` (YAML mapping; optional) with overrides applied on top, validated by ``model``."""
+    data, where = _read(path, overrides)
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        lines = []
-        for err in e.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            hint = (
-                " (unknown key: check the spelling against the documented settings)"
-                if err["type"] == "extra_forbidden"
-                else ""
-            )
-            lines.append(f"  {loc}: {err['msg']}{hint}")
-        raise ConfigError(f"{where}: {len(lines)} config error(s):\n" + "\n".join(lines)) from e
+        lines = _error_lines(e)
+        raise ConfigError(f"{where}: {len(lines)} config error(s):\n" + "\n".join(f"  {x}" for x in lines)) from e

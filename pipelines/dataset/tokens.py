@@ -100,8 +100,11 @@ def _render(tok: Any, messages: Sequence[Mapping[str, Any]], generation_prompt: 
     return list(out)
 
 
-def count_tokens(tok: Any, messages: Sequence[Mapping[str, Any]]) -> TokenCount:
-    """Rendered length and loss spans of one conversation (assistant turns with ``weight`` != 0)."""
+def render_with_spans(tok: Any, messages: Sequence[Mapping[str, Any]]) -> tuple[list[int], tuple[tuple[int, int], ...]]:
+    """Token ids of the whole conversation and its loss spans (assistant turns with ``weight`` != 0).
+
+    The one implementation of assistant-only masks: the dataset stage counts with it, training trains on it.
+    """
     full = _render(tok, messages, False)
     spans = []
     for i, m in enumerate(messages):
@@ -111,7 +114,13 @@ def count_tokens(tok: Any, messages: Sequence[Mapping[str, Any]]) -> TokenCount:
         end = len(full) if i == len(messages) - 1 else len(_render(tok, messages[: i + 1], False))
         if end > start:
             spans.append((start, end))
-    return TokenCount(n_tokens=len(full), spans=tuple(spans))
+    return full, tuple(spans)
+
+
+def count_tokens(tok: Any, messages: Sequence[Mapping[str, Any]]) -> TokenCount:
+    """Rendered length and loss spans of one conversation (assistant turns with ``weight`` != 0)."""
+    full, spans = render_with_spans(tok, messages)
+    return TokenCount(n_tokens=len(full), spans=spans)
 
 
 def tokenizer_fingerprint(path: str | Path) -> str:

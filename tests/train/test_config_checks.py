@@ -1,0 +1,86 @@
+"""Bad train configs fail before any cluster work, every problem listed at once (no Ray is started here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ray_jobs import train
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    d = tmp_path / "datasets" / "default"
+    d.mkdir(parents=True)
+    for split in ("train", "val"):
+        (d / f"{split}.parquet").write_bytes(b"")
+    return tmp_path
+
+
+def test_a_good_config_has_no_problem(dataset: Path, tiny_model_dir: Path) -> None:
+    assert train.check(None, [f"output_dir={dataset}", f"base_model={tiny_model_dir}", "max_seq_len=512"]) == []
+
+
+def test_every_problem_is_listed_at_once(dataset: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    found = train.check(
+        train.DEFAULT_CONFIG,
+        [
+            f"output_dir={tmp_path / 'nowhere'}",  # no dataset there
+            f"base_model={tiny_model_dir}",
+            "lora.r=0",
+            "lora.target_modules=[q_proj, qkv_proj]",
+            "max_seq_len=100000",
+            "num_workers=4",
+            "use_gpu=true",
+            "learning_rat=0.1",
+        ],
+        cluster={"CPU": 16.0, "GPU": 2.0},
+    )
+    assert found[:2] == [
+        "lora.r: Input should be greater than 0",
+        "learning_rat: Extra inputs are not permitted (unknown key: check the spelling against the documented "
+        "settings)",
+    ]
+    nowhere = (tmp_path / "nowhere" / "datasets" / "default").resolve()
+    assert found[2:] == [
+        f"dataset: {nowhere / 'train.parquet'} does not exist; run `python -m ray_jobs.build_dataset` first, or set "
+        "dataset=<name> / dataset_dir=<path>",
+        f"dataset: {nowhere / 'val.parquet'} does not exist; run `python -m ray_jobs.build_dataset` first, or set "
+        "dataset=<name> / dataset_dir=<path>",
+        "lora.target_modules: ['qkv_proj'] are not linear layers of the model (it has ['down_proj', 'gate_proj', "
+        "'k_proj', 'lm_head', 'o_proj', 'q_proj', 'up_proj', 'v_proj'])",
+        "max_seq_len: 100000 is over the model's limit of 512 positions",
+        "num_workers: 4 GPU workers but the cluster has 2 GPUs; lower num_workers or add GPU nodes",
+    ]
+
+
+def test_cuda_only_choices_are_refused_on_cpu(dataset: Path, tiny_model_dir: Path) -> None:
+    found = train.check(
+        None,
+        [
+            f"output_dir={dataset}",
+            f"base_model={tiny_model_dir}",
+            "max_seq_len=512",
+            "attn_implementation=flash_attention_2",
+            "compute_dtype=float16",
+        ],
+    )
+    assert found == [
+        "attn_implementation: flash_attention_2 needs use_gpu=true (CUDA); use sdpa on CPU",
+        "compute_dtype: float16 needs a GPU; use float32 (or auto) on CPU",
+    ]
+
+
+def test_a_model_that_cannot_be_found_is_named(dataset: Path, tmp_path: Path) -> None:
+    [msg] = train.check(None, [f"output_dir={dataset}", f"base_model={tmp_path / 'no-model'}"])
+    assert msg.startswith(f"base_model: cannot load the config of '{tmp_path / 'no-model'}'")
+
+
+def test_the_main_entrypoint_exits_2_with_the_list(dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        train.main([f"output_dir={dataset}", "lora.r=0", "base_model=tiny"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("train: 2 config problem(s), nothing was run:\n  - lora.r: Input should be greater than 0")
+    assert "base_model=tiny: the tokenizer" in err
