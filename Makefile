@@ -19,3 +19,4 @@ lint: setup
 bench: setup
 	$(PY) benchmarks/collect_bench.py
 	$(PY) benchmarks/dataset_bench.py
+	$(PY) benchmarks/train_bench.py

@@ -4,8 +4,9 @@
     python -m ray_jobs.pipeline --config ray_jobs/configs/pipeline.yaml collect.sources.synthetic.n_repos=40
     ray job submit --working-dir . -- python -m ray_jobs.pipeline
 
-Stages so far: collect → build_dataset. Each later stage (train, evaluate, serve) joins here as it lands.
-Every stage writes under ``output_dir`` and uses the one ``ray`` section.
+Stages so far: collect → build_dataset → train. Each later stage (evaluate, serve) joins here as it lands.
+Every stage writes under ``output_dir`` and uses the one ``ray`` section; ``train.enabled=false`` stops after
+the dataset.
 
 The core task is plan prediction from real plans: when it ends with no examples (every plan failed, e.g.
 a terraform too old for the corpus, or timeouts), the pipeline exits 1 with the plan counts, the most
@@ -27,6 +28,7 @@ import pyarrow.parquet as pq
 from pipelines.terraform.install import TERRAFORM_DATA_MIN, supports_terraform_data
 from ray_jobs import build_dataset as build_dataset_job
 from ray_jobs import collect as collect_job
+from ray_jobs import train as train_job
 from ray_jobs.common import RayConfig, parse_args, setup_logging
 from schemas.config import Strict
 
@@ -41,6 +43,8 @@ class PipelineConfig(Strict):
     ray: RayConfig = RayConfig()  # overrides every stage's ray section
     collect: collect_job.CollectConfig = collect_job.CollectConfig()
     build_dataset: build_dataset_job.BuildDatasetConfig = build_dataset_job.BuildDatasetConfig()
+    train_enabled: bool = True  # false: stop after the dataset
+    train: train_job.TrainConfig = train_job.TrainConfig()
 
 
 # ---------------------------------------------------------------- the core-task check
@@ -100,18 +104,24 @@ def core_task_failure(cfg: PipelineConfig, plans_path: Path, build: Mapping[str,
     return "\n".join(lines)
 
 
-def format_summary(collect: Mapping[str, Any], build: Mapping[str, Any]) -> str:
+def format_summary(collect: Mapping[str, Any], build: Mapping[str, Any], trained: Mapping[str, Any] | None) -> str:
     by_task = {t: sum(s.values()) for t, s in build["examples"]["by_task"].items()}
-    return "\n".join(
-        [
-            "",
-            "pipeline summary",
-            f"  plans     {collect['workspaces']:>6}  {collect['plans_by_status']}",
-            f"            ok by planner {collect['plans_by_planner']}",
-            f"  examples  {build['examples']['total']:>6}  {by_task}",
-            f"  dataset   {build['output_dir']}",
+    lines = [
+        "",
+        "pipeline summary",
+        f"  plans     {collect['workspaces']:>6}  {collect['plans_by_status']}",
+        f"            ok by planner {collect['plans_by_planner']}",
+        f"  examples  {build['examples']['total']:>6}  {by_task}",
+        f"  dataset   {build['output_dir']}",
+    ]
+    if trained:
+        f = trained["final"]
+        lines += [
+            f"  model     {trained['method']} {trained['name']}: eval loss {f['first_eval_loss']:.3f} → "
+            f"{f['best_eval_loss']:.3f} in {f['step']} steps",
+            f"  adapter   {trained['exported'].get('adapter') or trained['exported'].get('model')}",
         ]
-    )
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- main
@@ -119,8 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging()
     cfg = parse_args(PipelineConfig, argv, __doc__ or "", DEFAULT_CONFIG)
     out = Path(cfg.output_dir)
-    for stage in (cfg.collect, cfg.build_dataset):
+    for stage in (cfg.collect, cfg.build_dataset, cfg.train):
         stage.output_dir, stage.ray = cfg.output_dir, cfg.ray
+    cfg.train.dataset = cfg.build_dataset.name
 
     collected = collect_job.run(cfg.collect)
     print(collect_job.format_summary(collected))
@@ -133,7 +144,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if failure:
         logger.error("pipeline failed: %s", failure)
         return 1
-    print(format_summary(collected, built))
+    trained = None
+    if cfg.train_enabled:
+        trained = train_job.run(cfg.train)
+        print(train_job.format_summary(trained))
+    print(format_summary(collected, built, trained))
     return 0
 
 

@@ -49,7 +49,7 @@ class TinyConfig(Strict):
     num_hidden_layers: int = 4
     num_attention_heads: int = 4
     num_key_value_heads: int = 2
-    intermediate_size: int = 704  # a multiple of 32: bitsandbytes' CPU 4-bit kernel packs rows in blocks of 32
+    intermediate_size: int = 688
     max_position_embeddings: int = 4096
     seed: int = 0
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from pipelines.train.model import DTYPES
+from pipelines.train.model import DTYPES, same_4bit_kernel_in_eval
 
 logger = logging.getLogger(__name__)
 VLLM_MAX_LORA_RANK = 16  # vLLM's default --max-lora-rank
@@ -36,7 +36,8 @@ def _load_base(base: str, method: str, compute_dtype: str) -> Any:
             bnb_4bit_compute_dtype=dtype,
             bnb_4bit_quant_storage=dtype,
         )
-    return AutoModelForCausalLM.from_pretrained(base, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
+    return same_4bit_kernel_in_eval(model) if method == "qlora" else model
 
 
 def load_trained(base: str, weights: str | Path, method: str, compute_dtype: str = "float32") -> Any:

@@ -31,7 +31,7 @@ class TinyShape:
     num_hidden_layers: int = 4
     num_attention_heads: int = 4
     num_key_value_heads: int = 2
-    intermediate_size: int = 704  # a multiple of 32: bitsandbytes' CPU 4-bit kernel packs rows in blocks of 32
+    intermediate_size: int = 688
     max_position_embeddings: int = 4096
 
 
@@ -123,6 +123,8 @@ def load_model(
         )
     kwargs["device_map"] = {"": device}
     model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
+    if method == "qlora":
+        same_4bit_kernel_in_eval(model)
     ckpt = {"use_reentrant": False}
     if method == "full":
         if gradient_checkpointing:
@@ -149,6 +151,21 @@ def load_model(
     )
     model = get_peft_model(model, peft_cfg)
     check_trainable(model, lora.r)
+    return model
+
+
+def same_4bit_kernel_in_eval(model: Any) -> Any:
+    """Turn off bitsandbytes' CPU inference repacking of 4-bit weights (eval + no grad on AVX512-BF16 CPUs).
+
+    It rewrites the weights in place on the first eval forward, fails on layers whose width is not a
+    multiple of its block (a tiny model's 128-wide layers), and computes eval logits with another kernel than
+    training. With it off, eval, export checks and training all use the same dequantize-and-matmul path.
+    """
+    import bitsandbytes as bnb
+
+    for m in model.modules():
+        if isinstance(m, bnb.nn.Linear4bit):
+            m.support_avx512bf16_for_cpu = False
     return model
 
 

@@ -30,6 +30,7 @@ SMALL = [
     "ray.auth_disabled=true",
     "collect.sources.synthetic.n_repos=4",  # app, network, envs (3 roots) and one aws repo
     "collect.sources.synthetic.commits_per_repo=2",
+    "train_enabled=false",  # this test is about terraform on a fresh node; tests/ray_jobs/test_train.py trains
 ]
 SPLITS = ("train", "val", "test")
 

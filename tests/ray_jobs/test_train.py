@@ -1,0 +1,158 @@
+"""The train job end to end on the session's two-node Ray cluster: a real collect run and a real dataset
+build feed 4-bit QLoRA of a tiny Llama on 2 Ray Train workers (DDP over gloo, CPU). Then: the exported
+adapter reloads to the logits training saw, the merged model matches it, a rerun of the name resumes, a
+SIGKILLed worker is replaced and the run resumes from its last checkpoint, early stopping stops.
+Nothing is faked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import torch
+
+from pipelines.train.export import load_trained
+from pipelines.train.loop import PROBE
+from ray_jobs import build_dataset, collect, train
+from schemas.config import load_config
+
+SYNTH = {"n_repos": 6, "seed": 1, "commits_per_repo": 2, "cloud_fraction": 0.0}
+# a smaller tiny model than the embedded default: the same code paths, a fraction of the CPU time
+SMALL = ["tiny.hidden_size=128", "tiny.num_hidden_layers=2", "tiny.intermediate_size=352", "tiny.num_attention_heads=4"]
+QLORA = ["max_steps=16", "eval_every=4", "checkpoint_every=4", "early_stopping_patience=null", "learning_rate=0.004"]
+
+
+@pytest.fixture(scope="module")
+def data(ray_cluster: object, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("train") / "data"
+    collect.run(
+        load_config(
+            collect.CollectConfig,
+            None,
+            [
+                f"output_dir={out}",
+                f"cache_dir={out.parent / 'git'}",
+                f"sources.synthetic={json.dumps(SYNTH)}",
+                "sources.synthetic_history=true",
+            ],
+        )
+    )
+    build_dataset.run(load_config(build_dataset.BuildDatasetConfig, None, [f"output_dir={out}", "split.min_groups=2"]))
+    return out
+
+
+def run(data: Path, name: str, *overrides: str) -> dict[str, Any]:
+    args = [f"output_dir={data}", f"name={name}", "tasks=[plan_prediction]", "max_seq_len=2048", *SMALL]
+    cfg = load_config(train.TrainConfig, train.DEFAULT_CONFIG, [*args, *overrides])
+    return train.run(cfg)
+
+
+def metrics(data: Path, name: str) -> list[dict[str, float]]:
+    return [json.loads(line) for line in (data / "runs" / name / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def trained(data: Path) -> dict[str, Any]:
+    return run(data, "qlora", *QLORA)
+
+
+def test_qlora_on_two_workers_learns_the_plan_task(trained: dict[str, Any], data: Path) -> None:
+    f = trained["final"]
+    assert trained["method"] == "qlora" and f["step"] == trained["total_steps"] == 16
+    assert trained["data"]["train"]["examples"] > 0 and trained["data"]["train"]["dropped_no_trainable"] == 0
+    lines = metrics(data, "qlora")
+    evals = [m["eval_loss"] for m in lines if "eval_loss" in m]
+    print(f"\neval loss by eval: {[round(e, 3) for e in evals]}")
+    assert evals[0] == f["first_eval_loss"] and min(evals) == f["best_eval_loss"]
+    assert f["best_eval_loss"] < 0.85 * f["first_eval_loss"]  # clearly below where it started
+    assert [m["step"] for m in lines if "eval_loss" in m] == [0, 4, 8, 12, 16]
+    assert all(m["tokens_per_s"] > 0 and m["grad_norm"] >= 0 for m in lines if "loss" in m)
+    assert list((data / "runs" / "qlora" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_the_exported_adapter_reloads_to_the_logits_training_saw(trained: dict[str, Any], data: Path) -> None:
+    run_dir = data / "runs" / "qlora"
+    probe = torch.load(run_dir / PROBE)
+    model = load_trained(trained["base_model"], run_dir / "adapter", "qlora")
+    with torch.no_grad():
+        logits = model(input_ids=probe["input_ids"]).logits
+    assert torch.allclose(logits, probe["logits"], atol=1e-4), float((logits - probe["logits"]).abs().max())
+    adapter_cfg = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())
+    assert (adapter_cfg["r"], adapter_cfg.get("modules_to_save")) == (16, None)
+    assert (run_dir / "adapter" / "tokenizer.json").exists() and (run_dir / "adapter" / "chat_template.jinja").exists()
+
+
+def test_merged_export_matches_the_adapter(trained: dict[str, Any], data: Path) -> None:
+    diff = trained["exported"]["merged_max_abs_logit_diff"]
+    print(f"\nmerged vs adapter: max |logit diff| {diff:.2e}")
+    assert diff < 0.05
+    text = (data / "runs" / "qlora" / "Modelfile").read_text()
+    assert text.startswith(f"FROM {data / 'runs' / 'qlora' / 'merged'}\n") and 'PARAMETER stop "<|eot_id|>"' in text
+
+
+def test_rerunning_a_finished_name_resumes_instead_of_starting_over(trained: dict[str, Any], data: Path) -> None:
+    before = metrics(data, "qlora")
+    again = run(data, "qlora", *QLORA)
+    assert again["final"]["step"] == 16 and again["final"]["trained_tokens"] == trained["final"]["trained_tokens"]
+    after = metrics(data, "qlora")
+    assert after[: len(before)] == before and after[len(before) :] == [{"resumed": 1.0, "step": 16}]
+
+
+def _train_workers() -> list[psutil.Process]:
+    out = []
+    for p in psutil.process_iter(["cmdline"]):
+        if "RayTrainWorker" in " ".join(p.info["cmdline"] or []):
+            out.append(p)
+    return out
+
+
+def test_a_killed_worker_resumes_from_the_last_checkpoint(data: Path) -> None:
+    name = "killed"
+    result: dict[str, Any] = {}
+    t = threading.Thread(
+        target=lambda: result.update(
+            run(data, name, "max_steps=12", "eval_every=4", "checkpoint_every=2", "export.merged=false")
+        )
+    )
+    t.start()
+    run_dir = data / "runs" / name
+    deadline = time.monotonic() + 600
+
+    def past_a_checkpoint() -> bool:
+        """A checkpoint (step 2) is on disk and training has logged step 5: Ray has registered it by then."""
+        log = run_dir / "metrics.jsonl"
+        steps = [json.loads(x)["step"] for x in log.read_text().splitlines()] if log.exists() else []
+        return bool(list(run_dir.glob("checkpoint_*"))) and max(steps, default=0) >= 5
+
+    while not past_a_checkpoint() and t.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    victims = _train_workers()
+    assert victims and t.is_alive()
+    os.kill(victims[-1].pid, signal.SIGKILL)
+    t.join(timeout=900)
+    assert result["final"]["step"] == 12
+    lines = metrics(data, name)
+    assert lines[0]["step"] == 0  # a new name starts fresh
+    resumed = [m["step"] for m in lines if m.get("resumed")]
+    assert len(resumed) == 1 and 2 <= resumed[0] < 12
+    assert [m["step"] for m in lines if "eval_loss" in m].count(0) == 1  # not restarted from scratch
+    # after the restart the steps go on from the checkpoint, and every step up to the end is logged
+    steps = [m["step"] for m in lines if "loss" in m]
+    assert steps[-1] == 12 and (run_dir / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_early_stopping_stops_when_eval_loss_stops_improving(data: Path) -> None:
+    out = run(
+        data, "early", "max_steps=50", "eval_every=1", "early_stopping_patience=2", "early_stopping_min_delta=100",
+        "export.merged=false",
+    )  # fmt: skip
+    assert out["final"]["stopped_early"] is True and out["final"]["step"] == 2
+    assert [m["step"] for m in metrics(data, "early") if "eval_loss" in m] == [0, 1, 2]
