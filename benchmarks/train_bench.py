@@ -8,8 +8,9 @@ same examples in the same order, same number of optimizer steps of 4 rows x ``ma
 - ours: conversations packed into rows of up to ``max-len`` tokens (block-diagonal 4-D mask, reset positions).
 "Trained tokens" are the real (non-pad) tokens a step learns from: every token in 004's recipe (it trains on the
 prompt too), so the comparison counts the same kind of token on both sides: non-pad tokens per second.
-Then peak memory (max RSS of a fresh process: load + one training step) of QLoRA vs bf16 LoRA on a 110M-parameter
-Llama, where the weights dominate. The ratio is printed last. Needs the dataset stage's output (`make pipeline`).
+Then memory of QLoRA vs bf16 LoRA on a ~110M-parameter Llama (a fresh process each: weight bytes, peak RSS after
+loading and after one step of 2 x 512 tokens). The ratio is printed last. Needs the dataset stage's output
+(`make pipeline`).
 """
 
 from __future__ import annotations
@@ -61,19 +62,25 @@ def timed_steps(model_dir: str, rows: list[dict], pad_id: int, max_len: int) -> 
     return time.perf_counter() - start, real
 
 
-def peak_rss_child(method: str, model_dir: str) -> float:
-    """Max RSS (MiB) of a fresh process that loads ``model_dir`` for ``method`` and takes one training step."""
+def memory_child(method: str, model_dir: str) -> dict[str, float]:
+    """A fresh process loads ``model_dir`` for ``method`` (bf16 compute on both sides) and takes one training
+    step: weight bytes, and peak RSS above the process's RSS after imports (MiB)."""
     code = f"""
-import sys, torch; sys.path.insert(0, {str(ROOT)!r})
+import json, sys, torch, transformers, peft, bitsandbytes; sys.path.insert(0, {str(ROOT)!r})
 from pipelines.train.model import load_model
-dtype = "float32" if {method!r} == "qlora" else "bfloat16"
-m = load_model({model_dir!r}, "qlora" if {method!r} == "qlora" else "lora", torch.device("cpu"), compute_dtype=dtype)
-ids = torch.randint(0, 1000, (1, 256))
+def rss():  # this process's peak RSS (VmHWM; ru_maxrss would carry the parent's peak across exec)
+    line = next(x for x in open("/proc/self/status") if x.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
+base = rss()
+m = load_model({model_dir!r}, {method!r}, torch.device("cpu"), compute_dtype="bfloat16")
+weights = sum(p.numel() * p.element_size() for p in m.parameters()) / 2**20
+loaded = rss() - base
+ids = torch.randint(0, 1000, (2, 512))
 m(input_ids=ids, labels=ids).loss.backward()
-import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(json.dumps({{"weights_mib": weights, "after_load_mib": loaded, "peak_mib": rss() - base}}))
 """
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
-    return int(out.split()[-1]) / 1024
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -114,11 +121,14 @@ def main() -> None:
             TinyShape(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, num_key_value_heads=4,
                       intermediate_size=2048, max_position_embeddings=2048),
         )  # fmt: skip
-        mem = {m: peak_rss_child(m, str(big)) for m in ("qlora", "bf16-lora")}
-        print(f"peak memory, load + one step of a ~110M Llama: QLoRA {mem['qlora']:.0f} MiB, "
-              f"bf16 LoRA {mem['bf16-lora']:.0f} MiB")  # fmt: skip
+        mem = {m: memory_child(m, str(big)) for m in ("qlora", "lora")}
+        for m, v in mem.items():
+            print(
+                f"memory of a ~110M Llama, {m:5s} (bf16 compute): weights {v['weights_mib']:6.0f} MiB, peak RSS "
+                f"over imports after load {v['after_load_mib']:6.0f} MiB, after one step {v['peak_mib']:6.0f} MiB"
+            )
     ratio = results["packed (ours)"] / results["pad-to-max (004)"]
-    print(json.dumps({"tokens_per_s": results, "peak_rss_mib": mem}))
+    print(json.dumps({"tokens_per_s": results, "memory_mib": mem}))
     print(f"packed / pad-to-max non-pad tokens per second: {ratio:.2f}x (target >= 3x)")
 
 
