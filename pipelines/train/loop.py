@@ -153,7 +153,7 @@ def evaluate(model: Any, shard: Any, cfg: Mapping[str, Any], device: torch.devic
     loss_sum, n_tok, n_ok = 0.0, 0.0, 0.0
     with torch.no_grad():
         for batch in shard.iter_batches(batch_size=cfg["batch_size"], batch_format="numpy"):
-            inputs = _to(collate(_rows(batch), pad_id, dtype=_mask_dtype(cfg)), device, cfg)
+            inputs = _to(_collate(_rows(batch), pad_id, cfg), device, cfg)
             logits = model(**{k: v for k, v in inputs.items() if k != "labels"}).logits
             s, n, c = token_losses(logits, inputs["labels"])
             loss_sum, n_tok, n_ok = loss_sum + float(s), n_tok + float(n), n_ok + float(c)
@@ -164,6 +164,13 @@ def evaluate(model: Any, shard: Any, cfg: Mapping[str, Any], device: torch.devic
         "eval_token_accuracy": n_ok / max(n_tok, 1.0),
         "eval_tokens": n_tok,
     }
+
+
+def _collate(rows: list[dict[str, Any]], pad_id: int, cfg: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Flash-attention 2 (GPU): one flattened row, boundaries from position_ids (varlen); else the 4-D mask."""
+    if cfg["attn_implementation"] == "flash_attention_2":
+        return collate(rows, pad_id, flatten=True)
+    return collate(rows, pad_id, dtype=_mask_dtype(cfg))
 
 
 def _mask_dtype(cfg: Mapping[str, Any]) -> torch.dtype:
@@ -336,7 +343,7 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
                 )
             step_loss = 0.0
             for i, rows in enumerate(group):
-                inputs = _to(collate(rows, pad_id, dtype=_mask_dtype(cfg), pad_to=cfg.get("pad_to")), device, cfg)
+                inputs = _to(_collate(rows, pad_id, cfg), device, cfg)
                 sync = i == len(group) - 1 or world == 1
                 ctx_mgr = nullcontext() if sync or not hasattr(model, "no_sync") else model.no_sync()
                 with ctx_mgr:

@@ -144,3 +144,13 @@ def test_debug_batch_marks_trained_tokens(tiny_tok_dir: Path) -> None:
     text = debug_batch(tok, collate([p.as_row()], tok.pad_token_id))
     assert text.count("[[") == 3 and "[[Nothing changes.<|eot_id|>]]" in text
     assert f"--- row 0: {len(p)} tokens, {a.n_trainable + b.n_trainable} trained ---" in text
+
+
+def test_flattened_batch_for_flash_attention_varlen() -> None:
+    """GPU path: one row of every sequence, no mask; flash-attention finds the boundaries from position_ids."""
+    rows = [single(Tokenized([1, 2, 3], [IGNORE, 2, 3])).as_row(), single(Tokenized([4, 5], [IGNORE, 5])).as_row()]
+    batch = collate(rows, 0, flatten=True)
+    assert set(batch) == {"input_ids", "labels", "position_ids"}
+    assert batch["input_ids"].tolist() == [[1, 2, 3, 4, 5]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1]]
+    assert batch["labels"].tolist() == [[IGNORE, 2, 3, IGNORE, 5]]
