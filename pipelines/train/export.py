@@ -17,25 +17,18 @@ from typing import Any
 
 import torch
 
-from pipelines.train.model import DTYPES, same_4bit_kernel_in_eval
+from pipelines.train.model import DTYPES, nf4_config, same_4bit_kernel_in_eval
 
 logger = logging.getLogger(__name__)
 VLLM_MAX_LORA_RANK = 16  # vLLM's default --max-lora-rank
 
 
 def _load_base(base: str, method: str, compute_dtype: str) -> Any:
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from transformers import AutoModelForCausalLM
 
-    dtype = DTYPES[compute_dtype]
-    kwargs: dict[str, Any] = {"dtype": dtype}
+    kwargs: dict[str, Any] = {"dtype": DTYPES[compute_dtype]}
     if method == "qlora":
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=dtype,
-            bnb_4bit_quant_storage=dtype,
-        )
+        kwargs["quantization_config"] = nf4_config(compute_dtype)
     model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
     return same_4bit_kernel_in_eval(model) if method == "qlora" else model
 

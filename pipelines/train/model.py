@@ -98,6 +98,20 @@ class LoraSettings:
     target_modules: Sequence[str] | str = ALL_LINEAR
 
 
+def nf4_config(compute_dtype: str) -> Any:
+    """QLoRA's quantization: 4-bit nf4 with double quantization, computing in ``compute_dtype``."""
+    from transformers import BitsAndBytesConfig
+
+    dtype = DTYPES[compute_dtype]
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=dtype,
+        bnb_4bit_quant_storage=dtype,
+    )
+
+
 def load_model(
     name_or_path: str,
     method: Method,
@@ -109,18 +123,11 @@ def load_model(
     attn_implementation: str = "sdpa",
 ) -> Any:
     """The model to train: 4-bit base + LoRA (qlora), full-precision base + LoRA (lora), or all weights (full)."""
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from transformers import AutoModelForCausalLM
 
-    dtype = DTYPES[compute_dtype]
-    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attn_implementation}
+    kwargs: dict[str, Any] = {"dtype": DTYPES[compute_dtype], "attn_implementation": attn_implementation}
     if method == "qlora":
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=dtype,
-            bnb_4bit_quant_storage=dtype,
-        )
+        kwargs["quantization_config"] = nf4_config(compute_dtype)
     kwargs["device_map"] = {"": device}
     model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
     if method == "qlora":
