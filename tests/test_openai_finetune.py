@@ -21,7 +21,7 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from ray_jobs.openai_finetune import OpenAIFinetuneConfig, main, run
+from tests.collect.fake_apis import LoopbackHttp
 
 API_KEY = "sk-test-finetune"
 BASE_MODEL = "gpt-4o-mini-2024-07-18"
@@ -71,13 +72,14 @@ def parse_multipart(content_type: str, body: bytes) -> dict[str, tuple[str | Non
     return fields
 
 
-class FakeOpenAI:
+class FakeOpenAI(LoopbackHttp):
     """OpenAI's files + fine-tuning endpoints. Job number k (0-based) follows ``scripts[k]`` (the last
     script repeats): creation returns its first status, each retrieve moves one status on."""
 
     PAGE_CAP = 2  # events per page at most, whatever ``limit`` asks
 
     def __init__(self, scripts: Sequence[Sequence[str]] = (OK,), error: dict[str, str] | None = None) -> None:
+        super().__init__()
         self.requests: list[Request] = []
         self.files: dict[str, dict[str, Any]] = {}  # id → {"filename", "purpose", "content"}
         self.jobs: dict[str, dict[str, Any]] = {}  # id → job JSON
@@ -88,36 +90,10 @@ class FakeOpenAI:
         self._events: dict[str, list[dict[str, Any]]] = {}  # job id → events, oldest first
         self._fail_once: list[tuple[str, str]] = []
         self._lock = threading.Lock()
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                api._serve(self)
-
-            def do_POST(self) -> None:
-                api._serve(self)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}/v1"
-
-    def __enter__(self) -> FakeOpenAI:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        return f"{self.base_url}/v1"
 
     def fail_once(self, method: str, path: str) -> None:
         """The next ``method path`` request gets a 500 (the client retries it)."""

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 GITHUB_DOCS = "https://docs.github.com/rest"
@@ -43,19 +43,20 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class FakeApi:
-    """A threaded HTTP server that records requests and answers via ``handle`` (or an injected Reply)."""
+class LoopbackHttp:
+    """A threaded HTTP server on 127.0.0.1 (port 0) whose GET and POST requests go to ``self._serve``; a
+    context manager. The base of every fake SaaS API in the tests."""
 
     def __init__(self) -> None:
-        self.requests: list[Request] = []
-        self._injected: dict[int, Reply] = {}
-        self._lock = threading.Lock()
         api = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
+                api._serve(self)
+
+            def do_POST(self) -> None:
                 api._serve(self)
 
             def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
@@ -65,12 +66,15 @@ class FakeApi:
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
+    def _serve(self, h: BaseHTTPRequestHandler) -> None:
+        raise NotImplementedError
+
     @property
-    def url(self) -> str:
+    def base_url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def __enter__(self) -> FakeApi:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -78,6 +82,20 @@ class FakeApi:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+class FakeApi(LoopbackHttp):
+    """A threaded HTTP server that records requests and answers via ``handle`` (or an injected Reply)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[Request] = []
+        self._injected: dict[int, Reply] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return self.base_url
 
     def inject(self, reply: Reply, *, at: int | None = None) -> None:
         """Answer request number ``at`` (0-based; default: the next one) with ``reply``, once."""
