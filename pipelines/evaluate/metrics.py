@@ -1,0 +1,227 @@
+"""Plan-prediction metrics: a predicted answer against terraform's real resource changes.
+
+One example is compared as two multisets: of (address, actions) pairs and of addresses alone. Matching is
+multiset intersection, so order never matters and a pair predicted twice counts once as a hit and once as a
+false positive (a duplicate is an error the user would see). Replacement keeps its order at pair level:
+``["delete", "create"]`` and ``["create", "delete"]`` (create_before_destroy) are different answers there, but
+both are the ``replace`` action category in the per-action breakdown, whose pairs are (address, category).
+
+Per-example precision is TP / (TP + FP), 1 when nothing was predicted and nothing was missed; recall likewise;
+F1 their harmonic mean (0 when both are 0). An answer that does not parse or does not fit the schema is a miss:
+no predicted pairs, precision = recall = F1 = 0 and no exact match, even when the truth is empty. Micro scores
+sum TP / FP / FN over examples; macro scores average the per-example ones. Bootstrap intervals resample
+examples with replacement (seeded), percentile method.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "plan_prediction.schema.json"
+ACTIONS = ("create", "update", "delete", "replace")
+
+
+def category(actions: Sequence[str]) -> str:
+    """create / update / delete / replace (either order) / the actions joined with '+' for anything else."""
+    a = list(actions)
+    if sorted(a) == ["create", "delete"]:
+        return "replace"
+    return a[0] if len(a) == 1 else "+".join(a)
+
+
+@cache
+def _validator() -> Any:
+    import jsonschema
+
+    schema = json.loads(SCHEMA.read_text())
+    return jsonschema.Draft202012Validator(schema)
+
+
+def parse_prediction(text: str) -> tuple[list[dict[str, Any]] | None, str | None]:
+    """(resource changes, None), or (None, why the answer is invalid: ``invalid_json: …`` / ``schema: …``)."""
+    try:
+        doc = json.loads(text)
+    except (json.JSONDecodeError, TypeError) as e:
+        return None, f"invalid_json: {e}"
+    errors = sorted(_validator().iter_errors(doc), key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        where = "/".join(str(p) for p in e.absolute_path) or "(root)"
+        return None, f"schema: {where}: {e.message[:200]}"
+    return [{"address": c["address"], "actions": list(c["actions"])} for c in doc["resource_changes"]], None
+
+
+@dataclass(frozen=True)
+class Counts:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+
+    def __add__(self, o: Counts) -> Counts:
+        return Counts(self.tp + o.tp, self.fp + o.fp, self.fn + o.fn)
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else (1.0 if self.fn == 0 else 0.0)
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else (1.0 if self.fp == 0 else 0.0)
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+
+def match(pred: Iterable[Any], truth: Iterable[Any]) -> Counts:
+    p, t = Counter(pred), Counter(truth)
+    tp = sum((p & t).values())
+    return Counts(tp, sum(p.values()) - tp, sum(t.values()) - tp)
+
+
+def _pairs(changes: Iterable[Mapping[str, Any]]) -> list[tuple[str, tuple[str, ...]]]:
+    return [(c["address"], tuple(c["actions"])) for c in changes]
+
+
+@dataclass(frozen=True)
+class ExampleScore:
+    valid: bool
+    pairs: Counts  # (address, actions)
+    addresses: Counts
+    by_action: dict[str, Counts]  # (address, category) pairs of each category present on either side
+    exact: bool
+
+    @property
+    def f1(self) -> float:
+        return self.pairs.f1 if self.valid else 0.0
+
+    def as_row(self) -> dict[str, Any]:
+        """Flat columns for predictions.parquet."""
+        return {
+            "valid": self.valid,
+            "exact_match": self.exact,
+            "precision": self.pairs.precision if self.valid else 0.0,
+            "recall": self.pairs.recall if self.valid else 0.0,
+            "f1": self.f1,
+            "address_f1": self.addresses.f1 if self.valid else 0.0,
+            "tp": self.pairs.tp,
+            "fp": self.pairs.fp,
+            "fn": self.pairs.fn,
+        }
+
+
+def score_example(pred: Sequence[Mapping[str, Any]] | None, truth: Sequence[Mapping[str, Any]]) -> ExampleScore:
+    """One example; ``pred`` None is an invalid answer (a miss)."""
+    valid = pred is not None
+    p = list(pred or [])
+    pairs = match(_pairs(p), _pairs(truth))
+    addresses = match((c["address"] for c in p), (c["address"] for c in truth))
+    cats = {category(c["actions"]) for c in [*p, *truth]}
+    by_action = {
+        k: match(
+            ((c["address"], k) for c in p if category(c["actions"]) == k),
+            ((c["address"], k) for c in truth if category(c["actions"]) == k),
+        )
+        for k in sorted(cats)
+    }
+    exact = valid and Counter(_pairs(p)) == Counter(_pairs(truth))
+    return ExampleScore(valid, pairs, addresses, by_action, exact)
+
+
+def _sum(counts: Iterable[Counts]) -> Counts:
+    total = Counts()
+    for c in counts:
+        total += c
+    return total
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return sum(xs) / len(xs) if xs else 0.0
+
+
+@dataclass(frozen=True)
+class Summary:
+    n: int
+    valid_rate: float
+    exact_match: float
+    micro_precision: float
+    micro_recall: float
+    micro_f1: float
+    macro_precision: float
+    macro_recall: float
+    macro_f1: float
+    address_micro_f1: float
+    address_macro_f1: float
+    by_action: dict[str, dict[str, float]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def summarize(scores: Sequence[ExampleScore]) -> Summary:
+    micro = _sum(s.pairs for s in scores)
+    addr = _sum(s.addresses for s in scores)
+    by_action: dict[str, dict[str, float]] = {}
+    for k in sorted({k for s in scores for k in s.by_action}):
+        c = _sum(s.by_action[k] for s in scores if k in s.by_action)
+        by_action[k] = {"precision": c.precision, "recall": c.recall, "f1": c.f1, "support": float(c.tp + c.fn)}
+    return Summary(
+        n=len(scores),
+        valid_rate=_mean([float(s.valid) for s in scores]),
+        exact_match=_mean([float(s.exact) for s in scores]),
+        micro_precision=micro.precision,
+        micro_recall=micro.recall,
+        micro_f1=micro.f1,
+        macro_precision=_mean([s.pairs.precision if s.valid else 0.0 for s in scores]),
+        macro_recall=_mean([s.pairs.recall if s.valid else 0.0 for s in scores]),
+        macro_f1=_mean([s.f1 for s in scores]),
+        address_micro_f1=addr.f1,
+        address_macro_f1=_mean([s.addresses.f1 if s.valid else 0.0 for s in scores]),
+        by_action=by_action,
+    )
+
+
+def bootstrap(
+    scores: Sequence[ExampleScore],
+    stat: Callable[[Sequence[ExampleScore]], float],
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``stat`` over examples resampled with replacement."""
+    if not scores:
+        return (0.0, 0.0)
+    rng = random.Random(seed)
+    n = len(scores)
+    values = sorted(stat([scores[rng.randrange(n)] for _ in range(n)]) for _ in range(n_resamples))
+    lo = int((1 - level) / 2 * n_resamples)
+    hi = min(n_resamples - 1, int((1 + level) / 2 * n_resamples))
+    return values[lo], values[hi]
+
+
+HEADLINE: dict[str, Callable[[Sequence[ExampleScore]], float]] = {
+    "micro_f1": lambda s: summarize(s).micro_f1,
+    "macro_f1": lambda s: _mean([x.f1 for x in s]),
+    "exact_match": lambda s: _mean([float(x.exact) for x in s]),
+}
+
+
+def intervals(scores: Sequence[ExampleScore], *, n_resamples: int = 1000, seed: int = 0) -> dict[str, list[float]]:
+    return {k: list(bootstrap(scores, f, n_resamples=n_resamples, seed=seed)) for k, f in HEADLINE.items()}
+
+
+def by_group(scores: Sequence[ExampleScore], keys: Sequence[str]) -> dict[str, Summary]:
+    """Summaries per group value (provider, complexity bucket, task variant), groups sorted."""
+    groups: dict[str, list[ExampleScore]] = {}
+    for s, k in zip(scores, keys, strict=True):
+        groups.setdefault(k, []).append(s)
+    return {k: summarize(v) for k, v in sorted(groups.items())}
