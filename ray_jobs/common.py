@@ -61,7 +61,20 @@ def init_ray(cfg: RayConfig) -> None:
     if cfg.auth_disabled:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     n = cfg.num_cpus or os.cpu_count() or 1
-    ray.init(num_cpus=n, resources={TERRAFORM_RESOURCE: n}, include_dashboard=False)
+    ray.init(
+        num_cpus=n,
+        resources={TERRAFORM_RESOURCE: n},
+        include_dashboard=False,
+        runtime_env={"worker_process_setup_hook": "ray_jobs.common.quiet_local_workers"},
+    )
+
+
+def quiet_local_workers() -> None:
+    """Worker setup on the local cluster, which runs without the dashboard: Ray Train's placement-group cleaner
+    asks the State API (served by the dashboard) whether the train controller lives, once a second, and logs a
+    warning each time it cannot (hundreds of lines a run). This cluster ends with the driver, so there is
+    nothing for the cleaner to clean; on a real cluster the dashboard runs and the warning means something."""
+    logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").setLevel(logging.ERROR)
 
 
 def write_table_atomic(table: pa.Table, path: str | Path) -> None:

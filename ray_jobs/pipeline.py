@@ -4,9 +4,9 @@
     python -m ray_jobs.pipeline --config ray_jobs/configs/pipeline.yaml collect.sources.synthetic.n_repos=40
     ray job submit --working-dir . -- python -m ray_jobs.pipeline
 
-Stages so far: collect → build_dataset → train. Each later stage (evaluate, serve) joins here as it lands.
-Every stage writes under ``output_dir`` and uses the one ``ray`` section; ``train.enabled=false`` stops after
-the dataset.
+Stages so far: collect → build_dataset → train → evaluate (serve joins here as it lands). Every stage writes
+under ``output_dir`` and uses the one ``ray`` section; ``train_enabled=false`` stops after the dataset,
+``evaluate_enabled=false`` after training.
 
 The core task is plan prediction from real plans: when it ends with no examples (every plan failed, e.g.
 a terraform too old for the corpus, or timeouts), the pipeline exits 1 with the plan counts, the most
@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from pipelines.terraform.install import TERRAFORM_DATA_MIN, supports_terraform_data
 from ray_jobs import build_dataset as build_dataset_job
 from ray_jobs import collect as collect_job
+from ray_jobs import evaluate as evaluate_job
 from ray_jobs import train as train_job
 from ray_jobs.common import RayConfig, parse_args, setup_logging
 from schemas.config import Strict
@@ -45,6 +46,8 @@ class PipelineConfig(Strict):
     build_dataset: build_dataset_job.BuildDatasetConfig = build_dataset_job.BuildDatasetConfig()
     train_enabled: bool = True  # false: stop after the dataset
     train: train_job.TrainConfig = train_job.TrainConfig()
+    evaluate_enabled: bool = True  # false: stop after training
+    evaluate: evaluate_job.EvaluateConfig = evaluate_job.EvaluateConfig()
 
 
 # ---------------------------------------------------------------- the core-task check
@@ -104,7 +107,12 @@ def core_task_failure(cfg: PipelineConfig, plans_path: Path, build: Mapping[str,
     return "\n".join(lines)
 
 
-def format_summary(collect: Mapping[str, Any], build: Mapping[str, Any], trained: Mapping[str, Any] | None) -> str:
+def format_summary(
+    collect: Mapping[str, Any],
+    build: Mapping[str, Any],
+    trained: Mapping[str, Any] | None,
+    evaluated: Mapping[str, Any] | None = None,
+) -> str:
     by_task = {t: sum(s.values()) for t, s in build["examples"]["by_task"].items()}
     lines = [
         "",
@@ -121,6 +129,15 @@ def format_summary(collect: Mapping[str, Any], build: Mapping[str, Any], trained
             f"{f['best_eval_loss']:.3f} in {f['step']} steps",
             f"  adapter   {trained['exported'].get('adapter') or trained['exported'].get('model')}",
         ]
+    if evaluated:
+        lines.append(f"  test F1   micro F1 on {evaluated['n_examples']} test plans (95% CI):")
+        for name, p in evaluated["predictors"].items():
+            ci = p["intervals"].get("micro_f1")
+            lines.append(
+                f"            {name:26s} {p['micro_f1']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+                + f"  valid {p['valid_rate']:.0%}"
+            )  # fmt: skip
+        lines.append(f"  report    {evaluated['report_dir']}")
     return "\n".join(lines)
 
 
@@ -129,9 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging()
     cfg = parse_args(PipelineConfig, argv, __doc__ or "", DEFAULT_CONFIG)
     out = Path(cfg.output_dir)
-    for stage in (cfg.collect, cfg.build_dataset, cfg.train):
+    for stage in (cfg.collect, cfg.build_dataset, cfg.train, cfg.evaluate):
         stage.output_dir, stage.ray = cfg.output_dir, cfg.ray
-    cfg.train.dataset = cfg.build_dataset.name
+    cfg.train.dataset = cfg.evaluate.dataset = cfg.build_dataset.name
+    cfg.evaluate.run = cfg.train.name
 
     collected = collect_job.run(cfg.collect)
     print(collect_job.format_summary(collected))
@@ -148,7 +166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cfg.train_enabled:
         trained = train_job.run(cfg.train)
         print(train_job.format_summary(trained))
-    print(format_summary(collected, built, trained))
+    evaluated = None
+    if cfg.train_enabled and cfg.evaluate_enabled:
+        evaluated = evaluate_job.run(cfg.evaluate)
+        print(evaluate_job.format_summary(evaluated))
+    print(format_summary(collected, built, trained, evaluated))
     return 0
 
 

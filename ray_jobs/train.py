@@ -44,6 +44,17 @@ class LoraConfig(Strict):
     target_modules: list[str] | Literal["all-linear"] = "all-linear"  # every nn.Linear but the output head
 
 
+class PretrainConfig(Strict):
+    """Full-parameter causal-LM training of the random tiny base on the train split's text (every token of every
+    conversation: Terraform files, plan JSON, reports) before the fine-tune; cached by its inputs. Off by default:
+    at the embedded default's budget QLoRA on the random base learns the plan task better in the same wall time
+    (benchmarks/pretrain_bench.py, README "Measured")."""
+
+    max_steps: int = Field(0, ge=0)  # 0: fine-tune the random base
+    learning_rate: float = Field(3e-3, gt=0)
+    batch_size: int = Field(2, gt=0)
+
+
 class TinyConfig(Strict):
     hidden_size: int = 256
     num_hidden_layers: int = 4
@@ -52,11 +63,17 @@ class TinyConfig(Strict):
     intermediate_size: int = 688
     max_position_embeddings: int = 4096
     seed: int = 0
+    pretrain: PretrainConfig = PretrainConfig()
 
 
 class ExportConfig(Strict):
     merged: bool = True  # LoRA merged into the dequantized base, saved in compute dtype
     modelfile: bool = True  # Ollama Modelfile next to the merged model
+
+
+class MlflowConfig(Strict):
+    tracking_uri: str | None = None  # e.g. http://mlflow:5000; None: $MLFLOW_TRACKING_URI when set, else off
+    experiment: str = "tfpredict"
 
 
 class TrainConfig(Strict):
@@ -65,9 +82,11 @@ class TrainConfig(Strict):
     dataset: str = "default"  # datasets/<dataset>/ under output_dir
     dataset_dir: str | None = None  # or an explicit dataset directory
     tasks: list[str] | None = None  # train on these tasks only (None: every task in the dataset)
+    max_examples: int | None = Field(None, gt=0)  # the first N train examples only (smoke runs, overfit checks)
     base_model: str = TINY  # HF hub id or local directory, or "tiny"
     tiny: TinyConfig = TinyConfig()
     method: Literal["qlora", "lora", "full"] = "qlora"
+    loss_on: Literal["assistant", "all"] = "assistant"  # all: every token (causal-LM pretraining on the text)
     compute_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
     attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = "auto"
     lora: LoraConfig = LoraConfig()
@@ -95,6 +114,7 @@ class TrainConfig(Strict):
     cpu_threads: int | None = 1  # torch threads per CPU worker (None: torch's default)
     max_failures: int = Field(2, ge=0)  # worker-group restarts from the latest checkpoint
     export: ExportConfig = ExportConfig()
+    mlflow: MlflowConfig = MlflowConfig()  # metrics and params to MLflow too (pip install 'tfpredict[tracking]')
     debug_batch: bool = False  # print one training batch with the trained tokens marked, then stop
     ray: RayConfig = RayConfig()
 
@@ -153,7 +173,21 @@ def problems(cfg: TrainConfig, cluster: Mapping[str, float] | None = None) -> li
         out.append("attn_implementation: flash_attention_2 needs use_gpu=true (CUDA); use sdpa on CPU")
     if not cfg.use_gpu and cfg.compute_dtype == "float16":
         out.append("compute_dtype: float16 needs a GPU; use float32 (or auto) on CPU")
+    if mlflow_uri(cfg):
+        import importlib.util
+
+        if importlib.util.find_spec("mlflow") is None:
+            out.append(
+                f"mlflow: tracking to {mlflow_uri(cfg)} needs the mlflow client: pip install 'tfpredict[tracking]' "
+                "(or unset mlflow.tracking_uri / MLFLOW_TRACKING_URI)"
+            )
     return out
+
+
+def mlflow_uri(cfg: TrainConfig) -> str | None:
+    import os
+
+    return cfg.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
 
 
 def resolved(cfg: TrainConfig) -> tuple[str, str]:
@@ -174,16 +208,17 @@ def resolved(cfg: TrainConfig) -> tuple[str, str]:
 class TokenizeUDF:
     """Conversations → ids and assistant-only labels with the model's tokenizer (loaded once per actor)."""
 
-    def __init__(self, model_dir: str, max_seq_len: int) -> None:
+    def __init__(self, model_dir: str, max_seq_len: int, all_tokens: bool = False) -> None:
         from pipelines.dataset.tokens import load_tokenizer
 
         self.tok = load_tokenizer(model_dir)
         self.max_seq_len = max_seq_len
+        self.all_tokens = all_tokens
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = []
         for r in batch.to_pylist():
-            t = tokenize(self.tok, r["messages"], self.max_seq_len)
+            t = tokenize(self.tok, r["messages"], self.max_seq_len, all_tokens=self.all_tokens)
             rows.append(
                 {
                     "example_id": r["example_id"],
@@ -221,17 +256,19 @@ def pack_udf(batch: pa.Table, max_seq_len: int, packing: bool) -> pa.Table:
     return pa.Table.from_pylist([p.as_row() for p in packs], schema=PACKED)
 
 
-def prepare_split(path: Path, model_dir: str, cfg: TrainConfig) -> tuple[Any, dict[str, int]]:
+def prepare_split(path: Path, model_dir: str, cfg: TrainConfig, limit: int | None = None) -> tuple[Any, dict[str, int]]:
     """One split → (materialized Ray dataset of packs, counts)."""
     import ray
 
     ds = ray.data.read_parquet(str(path), columns=["example_id", "task", "messages"])
     if cfg.tasks:
         ds = ds.filter(expr=" or ".join(f"task == '{t}'" for t in cfg.tasks))
+    if limit is not None:
+        ds = ds.sort("example_id").limit(limit)  # the same N on every run (a resume must see the same data)
     n_cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     tok = ds.map_batches(
         TokenizeUDF,
-        fn_constructor_args=(model_dir, cfg.max_seq_len),
+        fn_constructor_args=(model_dir, cfg.max_seq_len, cfg.loss_on == "all"),
         batch_format="pyarrow",
         batch_size=64,
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n_cpus),
@@ -257,24 +294,66 @@ def prepare_split(path: Path, model_dir: str, cfg: TrainConfig) -> tuple[Any, di
 
 
 # ---------------------------------------------------------------- base model
-def resolve_base(cfg: TrainConfig) -> str:
-    """The base model directory or hub id; the embedded tiny model is built once (cached by its shape)."""
+def resolve_base(cfg: TrainConfig) -> tuple[str, dict[str, Any] | None]:
+    """The base model directory or hub id, and the summary of the pretraining run that made it (None when none
+    ran now). The embedded tiny model is built once (cached by tokenizer and shape), then pretrained once on the
+    train split's text (cached by that base, the data and ``tiny.pretrain``; an interrupted pretraining resumes)."""
     if cfg.base_model != TINY:
-        return cfg.base_model
+        return cfg.base_model, None
     from pipelines.ids import short_hash
     from pipelines.train.model import TinyShape, build_tiny_model
 
     tok_dir = Path(cfg.output_dir).resolve() / "models" / "tiny"
-    shape = cfg.tiny.model_dump()
-    seed = shape.pop("seed")
-    key = short_hash((tok_dir / "tokenizer.json").read_text(), json.dumps(cfg.tiny.model_dump(), sort_keys=True))
-    out = tok_dir.parent / f"tiny-base-{key}"
-    if not (out / "config.json").exists():
-        tmp = out.with_name(f".{out.name}.tmp")
+    shape = cfg.tiny.model_dump(exclude={"pretrain"})
+    key = short_hash((tok_dir / "tokenizer.json").read_text(), json.dumps(shape, sort_keys=True))
+    raw = tok_dir.parent / f"tiny-base-{key}"
+    if not (raw / "config.json").exists():
+        tmp = raw.with_name(f".{raw.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
+        seed = shape.pop("seed")
         build_tiny_model(tok_dir, tmp, TinyShape(**shape), seed=seed)
-        swap_dir(tmp, out)
-    return str(out)
+        swap_dir(tmp, raw)
+    p = cfg.tiny.pretrain
+    if p.max_steps == 0:
+        return str(raw), None
+    train_file = dataset_dir(cfg) / "train.parquet"
+    key = short_hash(key, file_digest(train_file), p.model_dump_json(), str(cfg.max_seq_len))
+    out = tok_dir.parent / f"tiny-pretrained-{key}"
+    if (out / "config.json").exists():
+        return str(out), None
+    logger.info("pretraining the tiny base on the text of %s (%d steps, cached as %s)", train_file, p.max_steps, out)
+    pre = cfg.model_copy(
+        update={
+            "name": f"pretrain-{key}",
+            "base_model": str(raw),
+            "tasks": None,
+            "max_examples": None,
+            "method": "full",
+            "loss_on": "all",
+            "learning_rate": p.learning_rate,
+            "batch_size": p.batch_size,
+            "grad_accum": 1,
+            "max_steps": p.max_steps,
+            "eval_every": p.max_steps,  # before and after: the loss it reached, not a curve
+            "checkpoint_every": max(cfg.checkpoint_every, p.max_steps // 2),
+            "early_stopping_patience": None,
+            "export": ExportConfig(merged=False, modelfile=False),
+            "debug_batch": False,
+        }
+    )
+    summary = run(pre)
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(summary["exported"]["model"], tmp)
+    swap_dir(tmp, out)
+    return str(out), summary
+
+
+def file_digest(path: Path) -> str:
+    import hashlib
+
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 # ---------------------------------------------------------------- run
@@ -308,7 +387,23 @@ def loop_config(
         "run_dir": str(run_dir),
         "pad_id": pad_id,
         "probe_ids": probe_ids,
+        "mlflow": {
+            "tracking_uri": mlflow_uri(cfg),
+            "experiment": cfg.mlflow.experiment,
+            "run_name": cfg.name,
+            "params": _flat(cfg.model_dump(exclude={"ray", "mlflow", "debug_batch"})),
+        },
     }
+
+
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out |= _flat(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def run(cfg: TrainConfig) -> dict[str, Any]:
@@ -324,7 +419,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     if found:
         raise SystemExit(problem_text(found))
 
-    base = resolve_base(cfg)
+    base, pretrained = resolve_base(cfg)
     from pipelines.dataset.tokens import load_tokenizer
 
     tok = load_tokenizer(base)
@@ -332,7 +427,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         logger.warning("the tokenizer's pad token is its EOS: padding is masked by position, never by id")
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     ds_dir = dataset_dir(cfg)
-    train_ds, train_counts = prepare_split(ds_dir / "train.parquet", base, cfg)
+    train_ds, train_counts = prepare_split(ds_dir / "train.parquet", base, cfg, cfg.max_examples)
     val_ds, val_counts = prepare_split(ds_dir / "val.parquet", base, cfg)
     if train_counts["rows"] == 0:
         raise SystemExit(f"train: no training example with a trainable token in {ds_dir / 'train.parquet'}")
@@ -379,12 +474,26 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         "run_dir": str(run_dir),
         "base_model": base,
         "method": cfg.method,
+        "pretrain": _pretrain_brief(pretrained),
         "data": {"train": train_counts, "val": val_counts},
         "total_steps": total_steps,
         "final": final,
         "exported": exported,
         "checkpoint": result.checkpoint.path if result.checkpoint else None,
         "duration_s": round(time.monotonic() - start, 1),
+    }
+
+
+def _pretrain_brief(s: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if s is None:
+        return None
+    f = s["final"]
+    return {
+        "run_dir": s["run_dir"],
+        "steps": f.get("step"),
+        "first_eval_loss": f.get("first_eval_loss"),
+        "best_eval_loss": f.get("best_eval_loss"),
+        "duration_s": s["duration_s"],
     }
 
 
@@ -443,6 +552,14 @@ def format_summary(s: Mapping[str, Any]) -> str:
         "",
         "train summary",
         f"  run       {s['name']} ({s['method']} on {s['base_model']})",
+        *(
+            [
+                f"  pretrain  {p['steps']} steps on every token of the train split, eval loss "
+                f"{p['first_eval_loss']:.4f} → {p['best_eval_loss']:.4f}, {p['duration_s']} s (cached for reruns)"
+            ]
+            if (p := s.get("pretrain"))
+            else []
+        ),
         f"  data      train {d['train']['examples']} examples → {d['train']['rows']} rows "
         f"({d['train']['dropped_no_trainable']} dropped: no trainable token), val {d['val']['examples']}",
         f"  steps     {f.get('step')} of {s['total_steps']}" + (" (early stop)" if f.get("stopped_early") else ""),

@@ -8,13 +8,20 @@ import pytest
 
 from ray_jobs.build_dataset import BuildDatasetConfig
 from ray_jobs.collect import CollectConfig
+from ray_jobs.evaluate import EvaluateConfig
 from ray_jobs.pipeline import PipelineConfig
 from ray_jobs.train import TrainConfig
 from schemas.config import ConfigError, load_config, parse_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 # every job YAML and the model that reads it, chosen by file-name prefix
-MODELS = {"collect": CollectConfig, "pipeline": PipelineConfig, "build": BuildDatasetConfig, "train": TrainConfig}
+MODELS = {
+    "collect": CollectConfig,
+    "pipeline": PipelineConfig,
+    "build": BuildDatasetConfig,
+    "train": TrainConfig,
+    "evaluate": EvaluateConfig,
+}
 
 
 def job_yamls() -> list[Path]:

@@ -34,12 +34,18 @@ class Tokenized:
         return sum(1 for t in self.labels[1:] if t != IGNORE)
 
 
-def tokenize(tok: Any, messages: Sequence[Mapping[str, Any]], max_seq_len: int) -> Tokenized:
-    """Ids and labels of one conversation, cut to ``max_seq_len`` tokens (the caller drops ``n_trainable == 0``)."""
+def tokenize(
+    tok: Any, messages: Sequence[Mapping[str, Any]], max_seq_len: int, *, all_tokens: bool = False
+) -> Tokenized:
+    """Ids and labels of one conversation, cut to ``max_seq_len`` tokens (the caller drops ``n_trainable == 0``).
+    Labels cover the assistant spans, or every token with ``all_tokens`` (causal-LM pretraining on the text)."""
     ids, spans = render_with_spans(tok, messages)
-    labels = [IGNORE] * len(ids)
-    for s, e in spans:
-        labels[s:e] = ids[s:e]
+    if all_tokens:
+        labels = list(ids)
+    else:
+        labels = [IGNORE] * len(ids)
+        for s, e in spans:
+            labels[s:e] = ids[s:e]
     ids, labels = ids[:max_seq_len], labels[:max_seq_len]
     if labels:
         labels[0] = IGNORE

@@ -117,20 +117,26 @@ def _cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.
 
 
 class MetricsLog:
-    """``metrics.jsonl`` (one object per line, appended) and TensorBoard event files, rank 0 only."""
+    """``metrics.jsonl`` (one object per line, appended), TensorBoard event files and, when ``mlflow`` names a
+    tracking URI, an MLflow run (its id kept in the run directory, so a resumed run continues the same MLflow
+    run); rank 0 only."""
 
-    def __init__(self, run_dir: Path, enabled: bool) -> None:
+    def __init__(self, run_dir: Path, enabled: bool, mlflow: Mapping[str, Any] | None = None) -> None:
         self.enabled = enabled
         self.path = run_dir / "metrics.jsonl"
         self.tb: Any = None
-        if enabled:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            try:
-                from tensorboardX import SummaryWriter
+        self.mlflow: Any = None
+        if not enabled:
+            return
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            from tensorboardX import SummaryWriter
 
-                self.tb = SummaryWriter(str(run_dir / "tensorboard"))
-            except ImportError:  # pragma: no cover - tensorboardX ships with ray[train]
-                logger.warning("tensorboardX is not installed: metrics go to metrics.jsonl only")
+            self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+        except ImportError:  # pragma: no cover - tensorboardX ships with ray[train]
+            logger.warning("tensorboardX is not installed: metrics go to metrics.jsonl only")
+        if mlflow and mlflow.get("tracking_uri"):
+            self.mlflow = _mlflow_run(run_dir, mlflow)
 
     def write(self, step: int, values: Mapping[str, float]) -> None:
         if not self.enabled:
@@ -141,10 +147,65 @@ class MetricsLog:
             for k, v in values.items():
                 self.tb.add_scalar(k, v, step)
             self.tb.flush()
+        if self.mlflow is not None:
+            client, run_id = self.mlflow
+            client.log_batch(run_id, metrics=[_mlflow_metric(k, v, step) for k, v in values.items()])
 
-    def close(self) -> None:
+    def close(self, status: str = "FINISHED") -> None:
         if self.tb is not None:
             self.tb.close()
+        if self.mlflow is not None:
+            client, run_id = self.mlflow
+            client.set_terminated(run_id, status=status)
+
+
+def _peak_rss_gb() -> float:
+    """This worker process's peak resident memory (VmHWM), GiB; 0 where /proc is missing."""
+    try:
+        with open("/proc/self/status") as f:
+            line = next(x for x in f if x.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return 0.0
+    return int(line.split()[1]) / 2**20
+
+
+def _mlflow_run(run_dir: Path, conf: Mapping[str, Any]) -> tuple[Any, str]:
+    """(client, run id): the MLflow run of this training run, created on its first start. A ``file:`` tracking
+    URI names MLflow's file store, which MLflow 3 keeps behind MLFLOW_ALLOW_FILE_STORE: asked for by name, allowed."""
+    import os
+
+    from mlflow.tracking import MlflowClient
+
+    if str(conf["tracking_uri"]).startswith("file:"):
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+
+    client = MlflowClient(tracking_uri=conf["tracking_uri"])
+    id_file = run_dir / "mlflow_run_id"
+    if id_file.exists():
+        run_id = id_file.read_text().strip()
+        client.update_run(run_id, status="RUNNING")
+        return client, run_id
+    exp = client.get_experiment_by_name(conf["experiment"])
+    exp_id = exp.experiment_id if exp is not None else client.create_experiment(conf["experiment"])
+    run = client.create_run(exp_id, run_name=conf["run_name"], tags={"tfpredict.run_dir": str(run_dir)})
+    params = [_mlflow_param(k, v) for k, v in sorted(conf.get("params", {}).items())]
+    client.log_batch(run.info.run_id, params=params)
+    id_file.write_text(run.info.run_id)
+    return client, run.info.run_id
+
+
+def _mlflow_metric(key: str, value: float, step: int) -> Any:
+    import time
+
+    from mlflow.entities import Metric
+
+    return Metric(key, float(value), int(time.time() * 1000), step)
+
+
+def _mlflow_param(key: str, value: Any) -> Any:
+    from mlflow.entities import Param
+
+    return Param(key, str(value)[:6000])
 
 
 def evaluate(model: Any, shard: Any, cfg: Mapping[str, Any], device: torch.device, pad_id: int) -> dict[str, float]:
@@ -203,7 +264,7 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
     if device.type == "cpu" and cfg.get("cpu_threads"):
         torch.set_num_threads(int(cfg["cpu_threads"]))
     run_dir = Path(cfg["run_dir"])
-    log = MetricsLog(run_dir, rank == 0)
+    log = MetricsLog(run_dir, rank == 0, cfg.get("mlflow"))
     method = cfg["method"]
 
     model = load_model(
@@ -349,7 +410,7 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
                 with ctx_mgr:
                     logits = model(**{k: v for k, v in inputs.items() if k != "labels"}).logits
                     s, _, _ = token_losses(logits, inputs["labels"])
-                    step_loss += float(s)
+                    step_loss += float(s.detach())
                     (s * world / global_tokens).backward()  # DDP averages over workers: undo it
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, float(cfg["max_grad_norm"])))
             optimizer.step()
@@ -371,6 +432,8 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
                 }
                 if device.type == "cuda":
                     metrics["gpu_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+                else:
+                    metrics["peak_rss_gb"] = _peak_rss_gb()
                 t_last, tok_since = now, 0
             want_eval = state["step"] % int(cfg["eval_every"]) == 0 or state["step"] >= total_steps
             if want_eval:

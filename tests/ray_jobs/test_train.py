@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -61,8 +62,32 @@ def metrics(data: Path, name: str) -> list[dict[str, float]]:
 
 
 @pytest.fixture(scope="module")
-def trained(data: Path) -> dict[str, Any]:
-    return run(data, "qlora", *QLORA)
+def mlruns(data: Path) -> str:
+    return (data.parent / "mlruns").as_uri()
+
+
+@pytest.fixture(scope="module")
+def trained(data: Path, mlruns: str) -> dict[str, Any]:
+    return run(data, "qlora", *QLORA, f"mlflow.tracking_uri={mlruns}")
+
+
+def test_the_tiny_base_can_be_pretrained_first_once(data: Path) -> None:
+    """tiny.pretrain: a full-parameter run on every token of the train split makes the base, cached for reruns."""
+    args = ["tiny.pretrain.max_steps=12", "max_steps=4", "eval_every=4", "checkpoint_every=4", "export.merged=false"]
+    out = run(data, "pretrained", *args)
+    p = out["pretrain"]
+    assert p is not None and p["steps"] == 12
+    assert p["best_eval_loss"] < 0.8 * p["first_eval_loss"]  # every token of the val split: it learned the text
+    assert Path(out["base_model"]).name.startswith("tiny-pretrained-")
+    pre = [json.loads(x) for x in (Path(p["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in pre if "eval_loss" in m] == [0, 12]
+    assert json.loads((Path(p["run_dir"]) / "train_config.json").read_text())["loss_on"] == "all"
+    # the fine-tune starts from the pretrained weights, not random ones: its first eval is far below log(vocab)
+    vocab = json.loads((Path(out["base_model"]) / "config.json").read_text())["vocab_size"]
+    assert out["final"]["first_eval_loss"] < 0.9 * float(torch.log(torch.tensor(vocab)))
+    again = run(data, "pretrained", *args)  # the cached base; the finished fine-tune resumes at its end
+    assert again["pretrain"] is None and again["base_model"] == out["base_model"]
+    assert again["final"]["step"] == 4
 
 
 def test_qlora_on_two_workers_learns_the_plan_task(trained: dict[str, Any], data: Path) -> None:
@@ -108,12 +133,88 @@ def test_merged_export_matches_the_adapter(trained: dict[str, Any], data: Path) 
     assert text.startswith(f"FROM {data / 'runs' / 'qlora' / 'merged'}\n") and 'PARAMETER stop "<|eot_id|>"' in text
 
 
-def test_rerunning_a_finished_name_resumes_instead_of_starting_over(trained: dict[str, Any], data: Path) -> None:
+def test_metrics_reach_mlflow(
+    trained: dict[str, Any], data: Path, mlruns: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real mlflow client over a file-store URI, written by rank 0 inside the Ray Train worker."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # the reader's side of MLflow 3's file-store switch
+
+    client = MlflowClient(tracking_uri=mlruns)
+    run_id = (data / "runs" / "qlora" / "mlflow_run_id").read_text()
+    r = client.get_run(run_id)
+    assert r.info.run_name == "qlora" and r.info.status == "FINISHED"
+    assert (r.data.params["method"], r.data.params["lora.r"], r.data.params["max_steps"]) == ("qlora", "16", "16")
+    evals = [(m["step"], m["eval_loss"]) for m in metrics(data, "qlora") if "eval_loss" in m]
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "eval_loss")] == evals
+
+
+def test_rerunning_a_finished_name_resumes_instead_of_starting_over(
+    trained: dict[str, Any], data: Path, mlruns: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     before = metrics(data, "qlora")
-    again = run(data, "qlora", *QLORA)
+    again = run(data, "qlora", *QLORA, f"mlflow.tracking_uri={mlruns}")
     assert again["final"]["step"] == 16 and again["final"]["trained_tokens"] == trained["final"]["trained_tokens"]
+    assert again["base_model"] == trained["base_model"]
     after = metrics(data, "qlora")
     assert after[: len(before)] == before and after[len(before) :] == [{"resumed": 1.0, "step": 16}]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlruns)  # the same MLflow run, continued
+    names = [r.info.run_name for r in client.search_runs([client.get_experiment_by_name("tfpredict").experiment_id])]
+    assert names == ["qlora"]
+
+
+def _short_chats(n: int) -> list[dict[str, Any]]:
+    """Plan-prediction chats small enough to fit in a few CI steps: one counted resource, its canonical plan."""
+    names = ["web", "db", "queue", "cache", "api", "worker", "logs", "dns", "cdn", "vpn"]
+    out = []
+    for i in range(n):
+        name, k = names[i % len(names)], i % 3 + 1
+        changes = [{"actions": ["create"], "address": f"terraform_data.{name}[{j}]"} for j in range(k)]
+        answer = json.dumps({"resource_changes": changes}, separators=(",", ":"), sort_keys=True)
+        msgs = [
+            {"role": "system", "content": "Predict the plan."},
+            {"role": "user", "content": f'resource "terraform_data" "{name}" {{\n  count = {k}\n}}\n'},
+            {"role": "assistant", "content": answer},
+        ]
+        out.append({"example_id": f"chat-{i:02d}", "task": "plan_prediction", "messages": msgs})
+    return out
+
+
+def test_the_trained_model_stops_by_itself_on_training_prompts(data: Path, tmp_path: Path) -> None:
+    """End-of-turn tokens are in the loss, so the QLoRA-trained tiny model ends its answers to training prompts
+    with the end-of-turn token (the tiny template's EOS) under greedy decoding instead of running on."""
+    from pipelines.dataset.tokens import load_tokenizer
+    from pipelines.train.data import tokenize
+
+    chats = _short_chats(10)
+    pq.write_table(pa.Table.from_pylist(chats[:8]), tmp_path / "train.parquet")
+    pq.write_table(pa.Table.from_pylist(chats[8:]), tmp_path / "val.parquet")
+    out = run(
+        data, "eos", f"dataset_dir={tmp_path}", "packing=false", "batch_size=4", "max_steps=100", "eval_every=100",
+        "checkpoint_every=100", "learning_rate=0.01", "warmup_ratio=0", "export.merged=false",
+    )  # fmt: skip
+    assert out["method"] == "qlora" and out["final"]["step"] == 100
+    tok = load_tokenizer(out["run_dir"] + "/adapter")
+    model = load_trained(out["base_model"], Path(out["run_dir"]) / "adapter", "qlora")
+    eot = tok.convert_tokens_to_ids("<|eot_id|>")
+    assert eot == tok.eos_token_id
+    stopped, same = 0, 0
+    for c in chats[:8]:
+        prompt = tok.apply_chat_template(c["messages"][:-1], add_generation_prompt=True, return_dict=False)
+        answer = tokenize(tok, c["messages"], 512).input_ids[len(prompt) :]  # as training saw it, EOS included
+        with torch.no_grad():
+            gen = model.generate(
+                input_ids=torch.tensor([prompt]), max_new_tokens=len(answer) + 32, do_sample=False,
+                eos_token_id=eot, pad_token_id=tok.pad_token_id,
+            )[0, len(prompt) :].tolist()  # fmt: skip
+        stopped += int(eot in gen)
+        same += int(gen == answer)
+    print(f"\nstopped by itself on {stopped}/8 training prompts; reproduced {same}/8 answers exactly")
+    assert stopped == 8
 
 
 def _train_workers() -> list[psutil.Process]:
@@ -161,8 +262,9 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint(data: Path) -> None:
 
 def test_early_stopping_stops_when_eval_loss_stops_improving(data: Path) -> None:
     out = run(
-        data, "early", "max_steps=50", "eval_every=1", "early_stopping_patience=2", "early_stopping_min_delta=100",
-        "export.merged=false",
+        data, "early", "method=lora", "max_steps=50", "eval_every=1", "early_stopping_patience=2",
+        "early_stopping_min_delta=100", "export.merged=false",
     )  # fmt: skip
+    assert out["method"] == "lora"  # plain LoRA (full-precision base) through the whole job
     assert out["final"]["stopped_early"] is True and out["final"]["step"] == 2
     assert [m["step"] for m in metrics(data, "early") if "eval_loss" in m] == [0, 1, 2]

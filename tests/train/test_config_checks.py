@@ -84,3 +84,23 @@ def test_the_main_entrypoint_exits_2_with_the_list(dataset: Path, capsys: pytest
     err = capsys.readouterr().err
     assert err.startswith("train: 2 config problem(s), nothing was run:\n  - lora.r: Input should be greater than 0")
     assert "base_model=tiny: the tokenizer" in err
+
+
+def test_mlflow_tracking_without_the_client_is_refused(
+    dataset: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Asked to track (by config or by the MLFLOW_TRACKING_URI a user exported) where mlflow is not installed."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    base = [f"output_dir={dataset}", f"base_model={tiny_model_dir}", "max_seq_len=512"]
+    want = (
+        "mlflow: tracking to http://mlflow.internal:5000 needs the mlflow client: pip install 'tfpredict[tracking]' "
+        "(or unset mlflow.tracking_uri / MLFLOW_TRACKING_URI)"
+    )
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert train.check(None, base) == []
+    assert train.check(None, [*base, "mlflow.tracking_uri=http://mlflow.internal:5000"]) == [want]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
+    assert train.check(None, base) == [want]

@@ -59,6 +59,17 @@ def test_truncation_keeps_labels_within_the_cut(tiny_tok_dir: Path) -> None:
     assert tokenize(tok, MULTI, 8).n_trainable == 0  # nothing of an answer left: the caller drops it
 
 
+def test_all_tokens_trains_every_token_but_the_first(tiny_tok_dir: Path) -> None:
+    """Pretraining mode: the whole conversation (system, user files, answers) is text to learn, cut the same way."""
+    tok = AutoTokenizer.from_pretrained(str(tiny_tok_dir))
+    t = tokenize(tok, MULTI, 4096, all_tokens=True)
+    assert t.input_ids == tokenize(tok, MULTI, 4096).input_ids
+    assert t.labels == [IGNORE, *t.input_ids[1:]]
+    assert t.n_trainable == len(t.input_ids) - 1
+    cut = tokenize(tok, MULTI, 8, all_tokens=True)
+    assert cut.labels == [IGNORE, *t.input_ids[1:8]]
+
+
 def _two(tok: object) -> tuple[Tokenized, Tokenized]:
     a = tokenize(
         tok, [{"role": "user", "content": "plan it"}, {"role": "assistant", "content": "Nothing changes."}], 512

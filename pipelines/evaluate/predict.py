@@ -1,0 +1,259 @@
+"""Predictors: a batch of chat prompts in, one ``Prediction`` per prompt out, never an exception per example.
+
+- ``trivial``: the empty answer (``{"resource_changes":[]}``), the floor every model must beat;
+- ``static``: the HCL-only static planner on the files *shown in the prompt* (the model's own input, so the
+  comparison is fair: what the prompt omits, the planner does not see either);
+- ``hf``: a causal LM — a base model, a train run's adapter (on its base) or a merged model — with batched
+  greedy generation, left padding, and optionally the schema-constrained decoder;
+- ``openai``: any OpenAI-compatible endpoint (our Serve app, vLLM), ``response_format`` json_schema when
+  constrained.
+A predictor that raises on a batch is retried one prompt at a time; a prompt that still raises, or that runs past
+``timeout_s``, gets an error row (``error`` set, counted as a miss), and the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from pydantic import Field
+
+from schemas.config import Strict
+
+logger = logging.getLogger("tfpredict.evaluate")
+Messages = Sequence[Mapping[str, Any]]
+EMPTY = json.dumps({"resource_changes": []}, separators=(",", ":"))
+
+
+@dataclass
+class Prediction:
+    text: str = ""
+    finished: bool = True  # ended by itself, not at the token budget
+    error: str | None = None  # the predictor failed on this example (crash, timeout)
+    latency_s: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def as_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class PredictorConfig(Strict):
+    name: str  # the column label in the report, e.g. "fine-tuned"
+    kind: Literal["trivial", "static", "hf", "openai"]
+    model: str | None = None  # hf: base model dir or hub id; openai: the model name to request
+    adapter: str | None = None  # hf: a PEFT adapter directory (loaded on ``model``)
+    method: Literal["qlora", "lora", "full"] = "lora"  # how the adapter was trained (qlora loads the base 4-bit)
+    base_url: str | None = None  # openai: e.g. http://127.0.0.1:8000/v1
+    api_key_env: str = "OPENAI_API_KEY"  # openai: the environment variable holding the key
+    constrained: bool = False  # schema-constrained decoding (hf: xgrammar; openai: response_format)
+    max_new_tokens: int = Field(512, gt=0)
+    batch_size: int = Field(8, gt=0)
+    timeout_s: float = Field(300.0, gt=0)  # per example
+    compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    use_gpu: bool = False
+
+
+class Predictor:
+    def predict(self, prompts: Sequence[Messages]) -> list[Prediction]:
+        raise NotImplementedError
+
+
+class Trivial(Predictor):
+    def predict(self, prompts: Sequence[Messages]) -> list[Prediction]:
+        return [Prediction(text=EMPTY) for _ in prompts]
+
+
+_FILE = re.compile(r"^# file: (.+)$", re.M)
+
+
+def files_from_prompt(user: str) -> tuple[str, dict[str, str]]:
+    """(root module path, {path: content}) from a plan-prediction user turn (``Root module:`` and ``# file:``)."""
+    root = ""
+    m = re.search(r"^Root module: (.+)$", user, re.M)
+    if m:
+        root = m.group(1).strip()
+    heads = list(_FILE.finditer(user))
+    files: dict[str, str] = {}
+    for i, h in enumerate(heads):
+        end = heads[i + 1].start() if i + 1 < len(heads) else len(user)
+        body = user[h.end() + 1 : end]
+        cut = re.search(r"^(# \[omitted files:|# changes since the applied commit)", body, re.M)
+        files[h.group(1).strip()] = (body[: cut.start()] if cut else body).rstrip("\n") + "\n"
+    return root, files
+
+
+class Static(Predictor):
+    def predict(self, prompts: Sequence[Messages]) -> list[Prediction]:
+        from pipelines.terraform.plan_json import canonical_prediction
+        from pipelines.terraform.static_planner import static_plan
+
+        out = []
+        for msgs in prompts:
+            t0 = time.perf_counter()
+            user = next((m["content"] for m in reversed(msgs) if m["role"] == "user"), "")
+            root, files = files_from_prompt(user)
+            plan = static_plan(files, root or ".")
+            if plan.error:
+                out.append(Prediction(error=f"static planner: {plan.error}", latency_s=time.perf_counter() - t0))
+                continue
+            text = canonical_prediction(plan.resource_changes)
+            out.append(Prediction(text=text, latency_s=time.perf_counter() - t0))
+        return out
+
+
+class HF(Predictor):
+    """Batched greedy generation on one model load (a Ray Data actor holds one of these)."""
+
+    def __init__(self, cfg: PredictorConfig) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        from pipelines.dataset.tokens import load_tokenizer
+        from pipelines.evaluate.decoding import load_schema, stop_ids
+        from pipelines.train.export import DTYPES, load_trained
+
+        if cfg.model is None:
+            raise ValueError(f"predictor {cfg.name}: kind=hf needs model (a base model directory or hub id)")
+        self.cfg = cfg
+        self.device = torch.device("cuda" if cfg.use_gpu else "cpu")
+        self.tok = load_tokenizer(cfg.adapter or cfg.model)
+        self.tok.padding_side = "left"
+        if cfg.adapter:
+            self.model = load_trained(cfg.model, cfg.adapter, cfg.method, cfg.compute_dtype)
+        else:
+            self.model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=DTYPES[cfg.compute_dtype]).eval()
+        if cfg.use_gpu and cfg.method != "qlora":
+            self.model.to(self.device)
+        self.stops = stop_ids(self.tok)
+        self.pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.stops[0]
+        self.schema = load_schema("plan_prediction") if cfg.constrained else None
+        self.vocab = int(self.model.config.vocab_size)
+
+    def predict(self, prompts: Sequence[Messages]) -> list[Prediction]:
+        import torch
+
+        from pipelines.evaluate.decoding import json_schema_processor
+
+        ids = [
+            list(self.tok.apply_chat_template(list(p), add_generation_prompt=True, tokenize=True, return_dict=False))
+            for p in prompts
+        ]
+        width = max(len(x) for x in ids)
+        input_ids = torch.tensor([[self.pad] * (width - len(x)) + x for x in ids], device=self.device)
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device)
+        procs = [json_schema_processor(self.tok, self.schema, self.vocab, len(ids))] if self.schema else []
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            out = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=mask,
+                max_new_tokens=self.cfg.max_new_tokens,
+                do_sample=False,
+                eos_token_id=self.stops,
+                pad_token_id=self.pad,
+                logits_processor=procs,
+            )
+        per = (time.perf_counter() - t0) / len(ids)
+        preds = []
+        for i, p in enumerate(ids):
+            new = out[i, width:].tolist()
+            end = next((k for k, t in enumerate(new) if t in self.stops), None)
+            body = new if end is None else new[:end]
+            preds.append(
+                Prediction(
+                    text=self.tok.decode(body, skip_special_tokens=True),
+                    finished=end is not None,
+                    latency_s=per,
+                    prompt_tokens=len(p),
+                    completion_tokens=len(body) + (end is not None),
+                )
+            )
+        return preds
+
+
+class OpenAI(Predictor):
+    def __init__(self, cfg: PredictorConfig) -> None:
+        import os
+
+        import openai
+
+        if not cfg.base_url or not cfg.model:
+            raise ValueError(f"predictor {cfg.name}: kind=openai needs base_url and model")
+        self.cfg = cfg
+        self.client = openai.OpenAI(
+            base_url=cfg.base_url, api_key=os.environ.get(cfg.api_key_env, "none"), timeout=cfg.timeout_s, max_retries=1
+        )
+
+    def predict(self, prompts: Sequence[Messages]) -> list[Prediction]:
+        from pipelines.evaluate.decoding import load_schema
+
+        fmt: dict[str, Any] | None = None
+        if self.cfg.constrained:
+            fmt = {"type": "json_schema", "json_schema": {"name": "plan", "schema": load_schema("plan_prediction")}}
+        out = []
+        for p in prompts:
+            t0 = time.perf_counter()
+            kwargs: dict[str, Any] = {"response_format": fmt} if fmt else {}
+            r = self.client.chat.completions.create(
+                model=self.cfg.model or "",
+                messages=[{"role": m["role"], "content": m["content"]} for m in p],  # type: ignore[misc]
+                max_tokens=self.cfg.max_new_tokens,
+                temperature=0.0,
+                **kwargs,
+            )
+            choice = r.choices[0]
+            out.append(
+                Prediction(
+                    text=choice.message.content or "",
+                    finished=choice.finish_reason == "stop",
+                    latency_s=time.perf_counter() - t0,
+                    prompt_tokens=r.usage.prompt_tokens if r.usage else 0,
+                    completion_tokens=r.usage.completion_tokens if r.usage else 0,
+                )
+            )
+        return out
+
+
+def make(cfg: PredictorConfig) -> Predictor:
+    return {"trivial": lambda c: Trivial(), "static": lambda c: Static(), "hf": HF, "openai": OpenAI}[cfg.kind](cfg)
+
+
+def predict_safely(predictor: Predictor, prompts: Sequence[Messages], timeout_s: float) -> list[Prediction]:
+    """``predictor.predict`` on the batch; on failure one prompt at a time; a prompt that raises or runs past
+    ``timeout_s`` becomes an error row. A hung call is abandoned on its thread (the actor goes on)."""
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        fut = pool.submit(predictor.predict, prompts)
+        try:
+            preds = fut.result(timeout=timeout_s * len(prompts))
+            if len(preds) == len(prompts):
+                return preds
+            logger.warning("predictor returned %d predictions for %d prompts", len(preds), len(prompts))
+        except Exception as e:
+            logger.warning("batch of %d failed (%s); retrying one prompt at a time", len(prompts), _why(e))
+        out = []
+        for p in prompts:
+            single = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+            try:
+                got = single.submit(predictor.predict, [p]).result(timeout=timeout_s)
+                out.append(got[0] if len(got) == 1 else Prediction(error="predictor returned no prediction"))
+            except Exception as e:
+                out.append(Prediction(error=_why(e), finished=False))
+            finally:
+                single.shutdown(wait=False, cancel_futures=True)
+        return out
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _why(e: BaseException) -> str:
+    if isinstance(e, concurrent.futures.TimeoutError):
+        return "timeout: the predictor did not answer in time"
+    return f"{type(e).__name__}: {str(e)[:300]}"

@@ -1,0 +1,315 @@
+"""Evaluate plan prediction on a dataset split against terraform's real plans, beside baselines → reports/<name>/.
+
+    python -m ray_jobs.evaluate                                  # the embedded default: runs/tiny vs baselines
+    python -m ray_jobs.evaluate run=qwen-plan limit=200
+    python -m ray_jobs.evaluate predictors='[{name: vllm, kind: openai, base_url: "http://10.0.0.5:8000/v1", model: m}]'
+    ray job submit --working-dir . -- python -m ray_jobs.evaluate --config ray_jobs/configs/evaluate.yaml
+
+Ray Data reads the split; every predictor runs as ``map_batches`` over an actor pool (one model load per actor,
+batched greedy generation, GPU or CPU) and scores each answer in place against the example's ground truth.
+By default the predictors are: the trivial empty answer, the static HCL planner, the untrained base model and
+the train run's fine-tuned adapter, each model with and without the schema-constrained decoder. Every example
+gets one row per predictor (an error row when the predictor crashes or times out on it: a miss). Writes
+``predictions.parquet`` (raw text, parsed answer or its error, latency, tokens, scores) and ``metrics.json``
+(micro/macro P/R/F1 over (address, actions) and addresses, exact match, valid-JSON and cut rates, per action,
+by provider, complexity bucket and task variant, bootstrap 95% intervals, deltas against the fine-tuned model).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from pydantic import Field
+
+from pipelines.evaluate import metrics as M
+from pipelines.evaluate.predict import PredictorConfig, make, predict_safely
+from ray_jobs.common import RayConfig, init_ray, parse_args, setup_logging, swap_dir
+from schemas.config import Strict
+
+logger = logging.getLogger("tfpredict.evaluate")
+DEFAULT_CONFIG = str(Path(__file__).parent / "configs" / "evaluate.yaml")
+TASK = "plan_prediction"
+
+
+class EvaluateConfig(Strict):
+    name: str = "default"  # reports/<name>/ under output_dir
+    output_dir: str = "data"
+    dataset: str = "default"
+    dataset_dir: str | None = None
+    split: str = "test"
+    limit: int | None = Field(None, gt=0)  # the first N examples (by id) only
+    run: str | None = "tiny"  # the train run whose adapter is "fine-tuned" (runs/<run>/adapter); None: none
+    baselines: list[str] = ["trivial", "static", "base"]  # added before the fine-tuned model
+    constrained: list[bool] = [True, False]  # each model predictor with / without the schema-constrained decoder
+    predictors: list[PredictorConfig] = []  # more predictors (any kind), after the defaults
+    max_new_tokens: int = Field(512, gt=0)
+    batch_size: int = Field(8, gt=0)
+    actors: int = Field(1, gt=0)  # actors per model predictor (each loads the model once)
+    use_gpu: bool = False
+    timeout_s: float = Field(300.0, gt=0)  # per example
+    bootstrap: int = Field(1000, ge=0)  # resamples for the 95% intervals (0: none)
+    ray: RayConfig = RayConfig()
+
+
+def split_path(cfg: EvaluateConfig) -> Path:
+    d = Path(cfg.dataset_dir or Path(cfg.output_dir) / "datasets" / cfg.dataset)
+    return d.resolve() / f"{cfg.split}.parquet"
+
+
+def default_predictors(cfg: EvaluateConfig) -> list[PredictorConfig]:
+    """trivial, static, the untrained base and the fine-tuned adapter (each model with/without constraint)."""
+    common = {"max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size, "timeout_s": cfg.timeout_s,
+              "use_gpu": cfg.use_gpu}  # fmt: skip
+    out: list[PredictorConfig] = []
+    adapter = base = method = None
+    if cfg.run is not None:
+        run_dir = Path(cfg.output_dir).resolve() / "runs" / cfg.run
+        adapter_cfg = run_dir / "adapter" / "adapter_config.json"
+        if not adapter_cfg.exists():
+            raise SystemExit(f"evaluate: {adapter_cfg} does not exist: train the run first (python -m ray_jobs.train "
+                             f"name={cfg.run}) or set run=<name> / run=null")  # fmt: skip
+        base = json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
+        method = json.loads((run_dir / "train_config.json").read_text())["method"]
+        adapter = str(run_dir / "adapter")
+    for b in cfg.baselines:
+        if b in ("trivial", "static"):
+            out.append(PredictorConfig(name=b, kind=b, **common))  # type: ignore[arg-type]
+        elif b == "base":
+            if base is None:
+                raise SystemExit("evaluate: baseline 'base' needs run=<a train run> (its base model)")
+            for c in cfg.constrained:
+                out.append(PredictorConfig(name=_label("base", c), kind="hf", model=base, constrained=c, **common))
+        else:
+            raise SystemExit(f"evaluate: unknown baseline {b!r}; choose from trivial, static, base")
+    if adapter is not None:
+        for c in cfg.constrained:
+            name = _label("fine-tuned", c)
+            tuned = {"model": base, "adapter": adapter, "method": method or "lora", "constrained": c}
+            out.append(PredictorConfig(name=name, kind="hf", **tuned, **common))
+    return out + list(cfg.predictors)
+
+
+def _label(name: str, constrained: bool) -> str:
+    return f"{name} (constrained)" if constrained else name
+
+
+# ---------------------------------------------------------------- the Ray Data stage
+PREDICTIONS = pa.schema(
+    [
+        ("example_id", pa.string()),
+        ("predictor", pa.string()),
+        ("provider", pa.string()),
+        ("complexity_bucket", pa.string()),
+        ("subtask", pa.string()),
+        ("n_tokens", pa.int32()),
+        ("truth", pa.string()),
+        ("text", pa.string()),
+        ("finished", pa.bool_()),
+        ("error", pa.string()),
+        ("parse_error", pa.string()),
+        ("status", pa.string()),  # ok | invalid | cut | error
+        ("latency_s", pa.float64()),
+        ("prompt_tokens", pa.int32()),
+        ("completion_tokens", pa.int32()),
+        ("valid", pa.bool_()),
+        ("exact_match", pa.bool_()),
+        ("precision", pa.float64()),
+        ("recall", pa.float64()),
+        ("f1", pa.float64()),
+        ("address_f1", pa.float64()),
+        ("tp", pa.int32()),
+        ("fp", pa.int32()),
+        ("fn", pa.int32()),
+    ]
+)
+
+
+def status_of(error: str | None, finished: bool, parse_error: str | None) -> str:
+    if error:
+        return "error"
+    if parse_error is None:
+        return "ok"
+    return "invalid" if finished else "cut"
+
+
+class PredictUDF:
+    """One predictor per actor: predicts a batch of examples and scores every answer against its truth."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self.cfg = PredictorConfig(**cfg)
+        self.predictor = make(self.cfg)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = batch.to_pylist()
+        prompts = [r["messages"][:-1] for r in rows]
+        preds = predict_safely(self.predictor, prompts, self.cfg.timeout_s)
+        out = []
+        for r, p in zip(rows, preds, strict=True):
+            truth_text = r["messages"][-1]["content"]
+            truth, _ = M.parse_prediction(truth_text)
+            parsed, parse_error = (None, None) if p.error else M.parse_prediction(p.text)
+            if p.error:
+                parse_error = "no answer: " + p.error
+            score = M.score_example(parsed, truth or [])
+            out.append(
+                {
+                    "example_id": r["example_id"],
+                    "predictor": self.cfg.name,
+                    "provider": r["provider"],
+                    "complexity_bucket": r["complexity_bucket"],
+                    "subtask": r["subtask"],
+                    "n_tokens": r["n_tokens"],
+                    "truth": truth_text,
+                    "text": p.text,
+                    "finished": p.finished,
+                    "error": p.error,
+                    "parse_error": parse_error,
+                    "status": status_of(p.error, p.finished, parse_error),
+                    "latency_s": p.latency_s,
+                    "prompt_tokens": p.prompt_tokens,
+                    "completion_tokens": p.completion_tokens,
+                    **score.as_row(),
+                }
+            )
+        return pa.Table.from_pylist(out, schema=PREDICTIONS)
+
+
+def predict_all(cfg: EvaluateConfig, predictors: Sequence[PredictorConfig]) -> pa.Table:
+    import ray
+
+    ds = ray.data.read_parquet(str(split_path(cfg))).filter(expr=f"task == '{TASK}'")
+    ds = ds.sort("example_id")
+    if cfg.limit:
+        ds = ds.limit(cfg.limit)
+    ds = ds.materialize()
+    tables = []
+    for pc in predictors:
+        model = pc.kind == "hf"
+        out = ds.map_batches(
+            PredictUDF,
+            fn_constructor_kwargs={"cfg": pc.model_dump()},
+            batch_size=pc.batch_size,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=cfg.actors if model else 1),
+            num_cpus=1 if model else 0.5,
+            num_gpus=1 if (model and pc.use_gpu) else 0,
+        )
+        tables.append(out.to_arrow_refs())
+    return pa.concat_tables([t for refs in tables for t in ray.get(refs)])
+
+
+# ---------------------------------------------------------------- metrics
+def _scores(rows: Sequence[Mapping[str, Any]]) -> list[M.ExampleScore]:
+    """Scores rebuilt from the rows' texts (the same functions the actors used), for grouping and intervals."""
+    out = []
+    for r in rows:
+        truth, _ = M.parse_prediction(r["truth"])
+        pred = None if r["status"] in ("error",) else M.parse_prediction(r["text"])[0]
+        out.append(M.score_example(pred, truth or []))
+    return out
+
+
+def compute_metrics(table: pa.Table, cfg: EvaluateConfig, order: Sequence[str]) -> dict[str, Any]:
+    rows = table.to_pylist()
+    by_pred: dict[str, list[dict[str, Any]]] = {name: [] for name in order}
+    for r in rows:
+        by_pred[r["predictor"]].append(r)
+    out: dict[str, Any] = {"split": cfg.split, "task": TASK, "n_examples": len({r["example_id"] for r in rows}),
+                           "predictors": {}}  # fmt: skip
+    for name, rs in by_pred.items():
+        rs.sort(key=lambda r: r["example_id"])
+        scores = _scores(rs)
+        summary = M.summarize(scores).as_dict()
+        status = Counter(r["status"] for r in rs)
+        out["predictors"][name] = {
+            **summary,
+            "status": dict(sorted(status.items())),
+            "cut_rate": status.get("cut", 0) / max(len(rs), 1),
+            "error_rate": status.get("error", 0) / max(len(rs), 1),
+            "latency_s_mean": sum(r["latency_s"] for r in rs) / max(len(rs), 1),
+            "intervals": M.intervals(scores, n_resamples=cfg.bootstrap) if cfg.bootstrap else {},
+            "by_provider": _groups(scores, [r["provider"] for r in rs]),
+            "by_complexity": _groups(scores, [r["complexity_bucket"] for r in rs]),
+            "by_variant": _groups(scores, [r["subtask"] for r in rs]),
+        }
+    ref = next((n for n in order if n.startswith("fine-tuned")), None)  # constrained first when both run
+    if ref is not None:
+        f = out["predictors"][ref]
+        out["reference"] = ref
+        out["deltas"] = {
+            n: {k: f[k] - p[k] for k in ("micro_f1", "macro_f1", "exact_match", "valid_rate")}
+            for n, p in out["predictors"].items()
+            if n != ref
+        }
+    return out
+
+
+def _groups(scores: Sequence[M.ExampleScore], keys: Sequence[str]) -> dict[str, dict[str, float]]:
+    return {
+        k: {"n": s.n, "micro_f1": s.micro_f1, "macro_f1": s.macro_f1, "exact_match": s.exact_match}
+        for k, s in M.by_group(scores, keys).items()
+    }
+
+
+# ---------------------------------------------------------------- run
+def run(cfg: EvaluateConfig) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    start = time.monotonic()
+    path = split_path(cfg)
+    if not path.exists():
+        raise SystemExit(f"evaluate: {path} does not exist; run `python -m ray_jobs.build_dataset` first")
+    predictors = default_predictors(cfg)
+    names = [p.name for p in predictors]
+    dupes = sorted(n for n, c in Counter(names).items() if c > 1)
+    if dupes:
+        raise SystemExit(f"evaluate: predictor names must be unique; repeated: {dupes}")
+    init_ray(cfg.ray)
+    table = predict_all(cfg, predictors)
+    report = Path(cfg.output_dir).resolve() / "reports" / cfg.name
+    tmp = report.with_name(f".{report.name}.tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    table = table.sort_by([("predictor", "ascending"), ("example_id", "ascending")])
+    pq.write_table(table, tmp / "predictions.parquet")
+    m = compute_metrics(table, cfg, names)
+    m["duration_s"] = round(time.monotonic() - start, 1)
+    (tmp / "metrics.json").write_text(json.dumps(m, indent=2, sort_keys=True))
+    swap_dir(tmp, report)
+    m["report_dir"] = str(report)
+    return m
+
+
+def format_summary(m: Mapping[str, Any]) -> str:
+    lines = ["", f"evaluate summary ({m['n_examples']} {m['task']} examples, {m['split']} split)"]
+    lines.append(f"  {'predictor':28s} {'micro F1':>8s} {'macro F1':>8s} {'exact':>6s} {'valid':>6s} {'cut':>5s} "
+                 f"{'err':>5s}  95% CI micro F1")  # fmt: skip
+    for name, p in m["predictors"].items():
+        ci = p["intervals"].get("micro_f1")
+        lines.append(
+            f"  {name:28s} {p['micro_f1']:8.3f} {p['macro_f1']:8.3f} {p['exact_match']:6.2f} {p['valid_rate']:6.2f} "
+            f"{p['cut_rate']:5.2f} {p['error_rate']:5.2f}  " + (f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+        )
+    if "reference" in m:
+        d = ", ".join(f"{n} {v['micro_f1']:+.3f}" for n, v in m["deltas"].items())
+        lines.append(f"  {m['reference']} micro F1 minus: {d}")
+    lines.append(f"  wrote {m['report_dir']}/{{predictions.parquet,metrics.json}}  ({m['duration_s']} s)")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    setup_logging()
+    cfg = parse_args(EvaluateConfig, argv, __doc__ or "", DEFAULT_CONFIG)
+    print(format_summary(run(cfg)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

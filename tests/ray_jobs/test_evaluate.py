@@ -1,0 +1,165 @@
+"""The evaluate job on the session's Ray cluster: a real collect run and dataset build, then every predictor
+over the test split on Ray Data actors. The "fine-tuned" model here is a LoRA adapter with random weights on a
+tiny base built on the dataset's tokenizer, laid out as a train run (the train job itself is tested in
+test_train.py; this tests evaluation, not learning). The OpenAI-compatible predictor talks to a loopback HTTP
+stand-in for a vLLM-style server that fails or hangs on chosen prompts (named as such: no real model behind it).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from pipelines.evaluate.metrics import Counts, parse_prediction
+from pipelines.train.model import TinyShape, build_tiny_model
+from ray_jobs import build_dataset, collect, evaluate
+from schemas.config import load_config
+from tests.collect.fake_apis import LoopbackHttp
+
+SYNTH = {"n_repos": 6, "seed": 2, "commits_per_repo": 2, "cloud_fraction": 0.0}
+
+
+@pytest.fixture(scope="module")
+def data(ray_cluster: object, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("evaluate") / "data"
+    collect.run(
+        load_config(
+            collect.CollectConfig,
+            None,
+            [f"output_dir={out}", f"cache_dir={out.parent / 'git'}", f"sources.synthetic={json.dumps(SYNTH)}"],
+        )
+    )
+    build_dataset.run(load_config(build_dataset.BuildDatasetConfig, None, [f"output_dir={out}", "split.min_groups=2"]))
+    # a train run's layout: runs/fake/{adapter/, train_config.json}
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    shape = TinyShape(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      intermediate_size=176, max_position_embeddings=4096)  # fmt: skip
+    base = build_tiny_model(out / "models" / "tiny", out / "models" / "tiny-base-test", shape, seed=0)
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(str(base)), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"])
+    )
+    torch.manual_seed(0)
+    for n, p in model.named_parameters():
+        if "lora_B" in n:
+            p.data.normal_(0, 0.5)
+    run_dir = out / "runs" / "fake"
+    model.save_pretrained(str(run_dir / "adapter"))
+    AutoTokenizer.from_pretrained(str(base)).save_pretrained(str(run_dir / "adapter"))
+    (run_dir / "train_config.json").write_text(json.dumps({"method": "lora"}))
+    return out
+
+
+def evaluate_run(data: Path, *overrides: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    cfg = load_config(
+        evaluate.EvaluateConfig,
+        evaluate.DEFAULT_CONFIG,
+        [f"output_dir={data}", "run=fake", "max_new_tokens=48", "batch_size=4", "bootstrap=200", *overrides],
+    )
+    m = evaluate.run(cfg)
+    rows = pq.read_table(Path(m["report_dir"]) / "predictions.parquet").to_pylist()
+    assert json.loads((Path(m["report_dir"]) / "metrics.json").read_text())["predictors"] == m["predictors"]
+    return m, rows
+
+
+def test_every_example_gets_one_scored_row_per_predictor(data: Path) -> None:
+    m, rows = evaluate_run(data)
+    test = [r for r in pq.read_table(data / "datasets" / "default" / "test.parquet").to_pylist()
+            if r["task"] == "plan_prediction"]  # fmt: skip
+    names = ["trivial", "static", "base (constrained)", "base", "fine-tuned (constrained)", "fine-tuned"]
+    assert list(m["predictors"]) == names and m["n_examples"] == len(test) > 0
+    ids = sorted(r["example_id"] for r in test)
+    for n in names:
+        assert sorted(r["example_id"] for r in rows if r["predictor"] == n) == ids, n
+    truth = {r["example_id"]: parse_prediction(r["messages"][-1]["content"])[0] for r in test}
+    # trivial: F1 is 1 exactly where terraform planned no change, 0 elsewhere
+    empty = sum(1 for t in truth.values() if not t) / len(truth)
+    assert m["predictors"]["trivial"]["macro_f1"] == pytest.approx(empty)
+    assert m["predictors"]["trivial"]["valid_rate"] == 1.0
+    for n in names:
+        p, rs = m["predictors"][n], [r for r in rows if r["predictor"] == n]
+        c = Counts(sum(r["tp"] for r in rs), sum(r["fp"] for r in rs), sum(r["fn"] for r in rs))
+        assert p["micro_f1"] == pytest.approx(c.f1), n  # metrics.json agrees with the rows
+        assert p["valid_rate"] == pytest.approx(sum(r["status"] == "ok" for r in rs) / len(rs)), n
+        lo, hi = p["intervals"]["micro_f1"]
+        assert lo <= p["micro_f1"] <= hi, n
+        assert sum(g["n"] for g in p["by_provider"].values()) == len(rs)
+        assert set(p["by_variant"]) <= {"plan", "change"}
+    # the static planner reads the same files and knows HCL: far above the empty answer on this corpus
+    assert m["predictors"]["static"]["micro_f1"] > m["predictors"]["trivial"]["micro_f1"]
+    # constrained decoding: an answer is valid or cut at the budget, never invalid, even from random weights
+    for n in ("base (constrained)", "fine-tuned (constrained)"):
+        statuses = {r["status"] for r in rows if r["predictor"] == n}
+        assert statuses <= {"ok", "cut"}, (n, statuses)
+        for r in rows:
+            if r["predictor"] == n and r["status"] == "ok":
+                assert r["valid"] and parse_prediction(r["text"])[1] is None
+    free = [r for r in rows if r["predictor"] == "base"]
+    assert all(r["status"] in ("invalid", "cut") and not r["valid"] for r in free)  # random weights, no constraint
+    assert m["reference"] == "fine-tuned (constrained)"
+    assert m["deltas"]["trivial"]["micro_f1"] == pytest.approx(
+        m["predictors"]["fine-tuned (constrained)"]["micro_f1"] - m["predictors"]["trivial"]["micro_f1"]
+    )
+
+
+class FlakyServer(LoopbackHttp):
+    """/v1/chat/completions that answers the empty plan, fails (500) on the ``fail`` prompts and hangs on ``hang``."""
+
+    def __init__(self, fail: set[str], hang: set[str]) -> None:
+        super().__init__()
+        self.fail, self.hang = fail, hang
+
+    def _serve(self, h: BaseHTTPRequestHandler) -> None:
+        body = json.loads(h.rfile.read(int(h.headers["Content-Length"])))
+        user = body["messages"][-1]["content"]
+        if user in self.hang:
+            time.sleep(3)
+        if user in self.fail:
+            out, code = {"error": {"message": "model crashed", "type": "server_error"}}, 500
+        else:
+            msg = {"role": "assistant", "content": '{"resource_changes":[]}'}
+            out, code = {
+                "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                "choices": [{"index": 0, "message": msg, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+            }, 200  # fmt: skip
+        raw = json.dumps(out).encode()
+        h.send_response(code)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(raw)))
+        h.end_headers()
+        h.wfile.write(raw)
+
+
+def test_a_failing_or_hanging_endpoint_gives_error_rows_and_the_run_finishes(data: Path) -> None:
+    test = [r for r in pq.read_table(data / "datasets" / "default" / "test.parquet").to_pylist()
+            if r["task"] == "plan_prediction"]  # fmt: skip
+    user = {r["example_id"]: r["messages"][-2]["content"] for r in sorted(test, key=lambda r: r["example_id"])}
+    assert len(user) >= 3
+    texts = list(user.values())
+    fail, hang = {texts[0]}, {texts[1]}
+    with FlakyServer(fail, hang) as server:
+        pred = {"name": "endpoint", "kind": "openai", "base_url": f"{server.base_url}/v1", "model": "m",
+                "timeout_s": 1.0, "batch_size": 4}  # fmt: skip
+        m, rows = evaluate_run(
+            data, "name=flaky", "run=null", "baselines=[trivial]", f"predictors=[{json.dumps(pred)}]"
+        )
+    got = {r["example_id"]: r for r in rows if r["predictor"] == "endpoint"}
+    assert sorted(got) == sorted(user)
+    for eid, text in user.items():
+        r = got[eid]
+        if text in fail | hang:
+            assert r["status"] == "error" and r["f1"] == 0.0 and r["error"], (eid, r["error"])
+        else:
+            assert r["status"] == "ok" and r["error"] is None
+    assert any(r["status"] == "error" for r in got.values()) and any(r["status"] == "ok" for r in got.values())
+    status = m["predictors"]["endpoint"]["status"]
+    assert sum(status.values()) == len(user)
