@@ -152,7 +152,7 @@ def resolve_sources(cfg: CollectConfig) -> list[Source]:
                     origin="synthetic",
                     trusted=True,
                     history=s.synthetic_history,
-                    labels={"synthetic": repo.name},
+                    labels={"synthetic": repo.name, "seed": str(s.synthetic.seed)},
                 )
             )
     schemes = cfg.clone.allowed_protocols

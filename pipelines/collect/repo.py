@@ -86,7 +86,7 @@ def _repo_row(src: Source, **kw: Any) -> dict[str, Any]:
         kw["error"] = _scrub_message(src, kw["error"])
     row = {
         "source_url": url,
-        "repo_id": src.to_row()["repo_id"],
+        "repo_id": src.repo_id,
         "origin": src.origin,
         "ref": src.ref,
         "commit_sha": "",
@@ -121,7 +121,7 @@ def collect_source(src: Source, settings: CollectSettings) -> tuple[dict[str, An
 
 
 def _collect(src: Source, settings: CollectSettings, start: float) -> tuple[dict[str, Any], list[WorkspaceTask]]:
-    rid = src.to_row()["repo_id"]
+    rid = src.repo_id
     snapshots: list[tuple[str, list[dict[str, str]]]] = []
     skipped: list[dict[str, str]] = []
     n_bytes = 0

@@ -113,8 +113,16 @@ class Source:
             "license": self.license,
             "history": self.history,
             "trusted": self.trusted,
-            "repo_id": repo_id(self.url),
+            "repo_id": self.repo_id,
         }
+
+    @property
+    def repo_id(self) -> str:
+        """Hash of the normalized URL; a synthetic repo is named by its corpus seed and name instead, so
+        its id (and with it its dataset split) does not depend on where the corpus was written."""
+        if self.origin == "synthetic" and "synthetic" in self.labels:
+            return repo_id(f"synthetic://seed-{self.labels.get('seed', '0')}/{self.labels['synthetic']}")
+        return repo_id(self.url)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Source:

@@ -82,6 +82,31 @@ def test_history_requires_trusted() -> None:
     assert Source.from_row(ok.to_row()) == ok
 
 
+def test_a_synthetic_repo_id_names_the_corpus_repo_not_where_it_was_written() -> None:
+    def synth(url: str, name: str = "synth-0001-aws-vpc", seed: str = "0", origin: str = "synthetic") -> str:
+        return Source(
+            url=url, kind="git", origin=origin, trusted=True, labels={"synthetic": name, "seed": seed}
+        ).repo_id
+
+    here = synth("file:///tmp/pytest-1/data/synthetic/synth-0001-aws-vpc")
+    assert here == synth("file:///check/work/main/data/synthetic/synth-0001-aws-vpc")
+    assert (
+        here
+        == Source.from_row(
+            Source(
+                url="file:///x/synth-0001-aws-vpc",
+                kind="git",
+                origin="synthetic",
+                labels={"synthetic": "synth-0001-aws-vpc", "seed": "0"},
+            ).to_row()
+        ).to_row()["repo_id"]
+    )
+    assert len({here, synth("file:///a", seed="1"), synth("file:///a", name="synth-0002-aws-vpc")}) == 3
+    # only the synthetic origin is named this way: a manifest or URL source that carries the same labels keeps
+    # its URL's id, so it cannot take a corpus repo's identity (and split)
+    assert synth("file:///a", origin="manifest") == repo_id("file:///a") != here
+
+
 # ---------------------------------------------------------------- from_urls
 
 
