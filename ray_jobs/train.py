@@ -90,6 +90,7 @@ class TrainConfig(Strict):
     compute_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
     attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = "auto"
     lora: LoraConfig = LoraConfig()
+    init_adapter: str | None = None  # continue from this adapter (e.g. runs/<run>/adapter; its rank and targets win)
     gradient_checkpointing: bool = True
     max_seq_len: int = Field(1024, gt=8)
     packing: bool = True
@@ -160,6 +161,8 @@ def problems(cfg: TrainConfig, cluster: Mapping[str, float] | None = None) -> li
         missing = sorted(set(cfg.lora.target_modules) - names)
         if missing:
             out.append(f"lora.target_modules: {missing} are not linear layers of the model (it has {sorted(names)})")
+    if cfg.init_adapter:
+        out += _init_adapter_problems(cfg)
     if limit is not None and cfg.max_seq_len > limit:
         out.append(f"max_seq_len: {cfg.max_seq_len} is over the model's limit of {limit} positions")
     if cfg.use_gpu and cluster is not None:
@@ -182,6 +185,20 @@ def problems(cfg: TrainConfig, cluster: Mapping[str, float] | None = None) -> li
                 "(or unset mlflow.tracking_uri / MLFLOW_TRACKING_URI)"
             )
     return out
+
+
+def _init_adapter_problems(cfg: TrainConfig) -> list[str]:
+    ad = Path(cfg.init_adapter or "")
+    if cfg.method == "full":
+        return ["init_adapter: continues a LoRA adapter, so it needs method=lora or qlora (not full)"]
+    if not (ad / "adapter_config.json").exists():
+        return [f"init_adapter: {ad} has no adapter_config.json; give a PEFT adapter directory (runs/<run>/adapter)"]
+    base = json.loads((ad / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if cfg.base_model == TINY or (
+        base and Path(base).resolve() != Path(cfg.base_model).resolve() and base != cfg.base_model
+    ):
+        return [f"init_adapter: {ad} was trained on {base!r}, so set base_model={base} (now {cfg.base_model!r})"]
+    return []
 
 
 def mlflow_uri(cfg: TrainConfig) -> str | None:
@@ -368,6 +385,7 @@ def loop_config(
         "compute_dtype": dtype,
         "attn_implementation": attn,
         "lora": lora,
+        "init_adapter": str(Path(cfg.init_adapter).resolve()) if cfg.init_adapter else None,
         "gradient_checkpointing": cfg.gradient_checkpointing,
         "batch_size": cfg.batch_size,
         "grad_accum": cfg.grad_accum,

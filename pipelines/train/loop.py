@@ -275,6 +275,7 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
         lora=LoraSettings(**cfg["lora"]),
         gradient_checkpointing=cfg["gradient_checkpointing"],
         attn_implementation=cfg["attn_implementation"],
+        init_adapter=cfg.get("init_adapter"),
     )
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"])

@@ -128,8 +128,10 @@ def load_model(
     lora: LoraSettings = LoraSettings(),
     gradient_checkpointing: bool = True,
     attn_implementation: str = "sdpa",
+    init_adapter: str | None = None,
 ) -> Any:
-    """The model to train: 4-bit base + LoRA (qlora), full-precision base + LoRA (lora), or all weights (full)."""
+    """The model to train: 4-bit base + LoRA (qlora), full-precision base + LoRA (lora), or all weights (full).
+    ``init_adapter``: continue training that PEFT adapter (its rank, alpha and targets) instead of a new one."""
     from transformers import AutoModelForCausalLM
 
     kwargs: dict[str, Any] = {"dtype": DTYPES[compute_dtype], "attn_implementation": attn_implementation}
@@ -155,6 +157,12 @@ def load_model(
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=ckpt)
         model.enable_input_require_grads()
     model.config.use_cache = False
+    if init_adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, init_adapter, is_trainable=True)
+        check_trainable(model, int(model.peft_config["default"].r))
+        return model
     if lora.target_modules == ALL_LINEAR:  # leaf names (q_proj ...), not 2 x layers full paths in the config
         head = model.get_output_embeddings()
         targets = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if _is_linear(m) and m is not head})

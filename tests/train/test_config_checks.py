@@ -104,3 +104,22 @@ def test_mlflow_tracking_without_the_client_is_refused(
     assert train.check(None, [*base, "mlflow.tracking_uri=http://mlflow.internal:5000"]) == [want]
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
     assert train.check(None, base) == [want]
+
+
+def test_init_adapter_must_be_an_adapter_of_the_same_base(dataset: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    ad = tmp_path / "ad"
+    ad.mkdir()
+    base = [f"output_dir={dataset}", f"base_model={tiny_model_dir}", "max_seq_len=512"]
+    assert train.check(None, [*base, f"init_adapter={ad}"]) == [
+        f"init_adapter: {ad} has no adapter_config.json; give a PEFT adapter directory (runs/<run>/adapter)"
+    ]
+    (ad / "adapter_config.json").write_text('{"base_model_name_or_path": "/elsewhere/model"}')
+    assert train.check(None, [*base, f"init_adapter={ad}"]) == [
+        f"init_adapter: {ad} was trained on '/elsewhere/model', so set base_model=/elsewhere/model "
+        f"(now '{tiny_model_dir}')"
+    ]
+    assert train.check(None, [*base, f"init_adapter={ad}", "method=full"]) == [
+        "init_adapter: continues a LoRA adapter, so it needs method=lora or qlora (not full)"
+    ]
+    (ad / "adapter_config.json").write_text(f'{{"base_model_name_or_path": "{tiny_model_dir}"}}')
+    assert train.check(None, [*base, f"init_adapter={ad}"]) == []

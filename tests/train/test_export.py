@@ -110,3 +110,15 @@ def test_modelfile_renders_like_the_chat_template(family: str, request: pytest.F
     text = ollama_modelfile(tok, "/models/merged")
     assert text.startswith('FROM /models/merged\nTEMPLATE """')
     assert f'PARAMETER stop "{stops[0]}"' in text
+
+
+def test_training_can_continue_from_an_adapter(tiny_model_dir: Path, trained_adapter: Path) -> None:
+    """init_adapter (mitigation rounds): the loaded adapter is trainable and starts from the saved weights."""
+    saved = load_trained(str(tiny_model_dir), str(trained_adapter), "qlora")
+    model = load_model(str(tiny_model_dir), "qlora", torch.device("cpu"), gradient_checkpointing=False,
+                       init_adapter=str(trained_adapter))  # fmt: skip
+    want = {n: p for n, p in saved.named_parameters() if "lora_" in n}
+    got = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert sorted(got) == sorted(want) and len(got) > 0  # exactly the adapter's matrices are trainable
+    assert all(torch.equal(got[n].detach(), want[n].detach()) for n in got)
+    assert any(float(p.detach().abs().sum()) > 0 for n, p in got.items() if "lora_B" in n)  # not a fresh, zero-B one
