@@ -24,12 +24,14 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 from pydantic import Field
 
 from pipelines.evaluate import metrics as M
+from pipelines.evaluate import report as html_report
+from pipelines.evaluate.decoding import close_at_budget
 from pipelines.evaluate.predict import PredictorConfig, make, predict_safely
 from ray_jobs.common import RayConfig, init_ray, parse_args, setup_logging, swap_dir
 from schemas.config import Strict
@@ -46,6 +48,7 @@ class EvaluateConfig(Strict):
     dataset_dir: str | None = None
     split: str = "test"
     limit: int | None = Field(None, gt=0)  # the first N examples (by id) only
+    variants: list[Literal["plan", "change"]] | None = None  # only these variants (fresh plan / change); None: all
     run: str | None = "tiny"  # the train run whose adapter is "fine-tuned" (runs/<run>/adapter); None: none
     baselines: list[str] = ["trivial", "static", "base"]  # added before the fine-tuned model
     constrained: list[bool] = [True, False]  # each model predictor with / without the schema-constrained decoder
@@ -111,11 +114,12 @@ PREDICTIONS = pa.schema(
         ("subtask", pa.string()),
         ("n_tokens", pa.int32()),
         ("truth", pa.string()),
-        ("text", pa.string()),
+        ("text", pa.string()),  # what the predictor wrote
+        ("answer", pa.string()),  # what was scored: the text, or a cut constrained answer closed (status closed)
         ("finished", pa.bool_()),
         ("error", pa.string()),
         ("parse_error", pa.string()),
-        ("status", pa.string()),  # ok | invalid | cut | error
+        ("status", pa.string()),  # ok | closed | invalid | cut | error
         ("latency_s", pa.float64()),
         ("prompt_tokens", pa.int32()),
         ("completion_tokens", pa.int32()),
@@ -132,12 +136,23 @@ PREDICTIONS = pa.schema(
 )
 
 
-def status_of(error: str | None, finished: bool, parse_error: str | None) -> str:
+def status_of(error: str | None, finished: bool, parse_error: str | None, closed: bool = False) -> str:
+    """error: no answer; ok: valid as written; closed: cut at the budget, valid once closed after its last
+    complete change; invalid: ended by itself but does not parse/validate; cut: ran into the budget."""
     if error:
         return "error"
     if parse_error is None:
-        return "ok"
+        return "closed" if closed else "ok"
     return "invalid" if finished else "cut"
+
+
+def answer_of(text: str, finished: bool, constrained: bool) -> tuple[str, bool]:
+    """(the text to score, whether it was closed): a cut constrained answer is closed after its last change."""
+    if constrained and not finished:
+        closed = close_at_budget(text)
+        if closed is not None and M.parse_prediction(closed)[1] is None:
+            return closed, True
+    return text, False
 
 
 class PredictUDF:
@@ -155,7 +170,8 @@ class PredictUDF:
         for r, p in zip(rows, preds, strict=True):
             truth_text = r["messages"][-1]["content"]
             truth, _ = M.parse_prediction(truth_text)
-            parsed, parse_error = (None, None) if p.error else M.parse_prediction(p.text)
+            answer, closed = answer_of(p.text, p.finished, self.cfg.constrained) if not p.error else ("", False)
+            parsed, parse_error = (None, None) if p.error else M.parse_prediction(answer)
             if p.error:
                 parse_error = "no answer: " + p.error
             score = M.score_example(parsed, truth or [])
@@ -169,10 +185,11 @@ class PredictUDF:
                     "n_tokens": r["n_tokens"],
                     "truth": truth_text,
                     "text": p.text,
+                    "answer": answer,
                     "finished": p.finished,
                     "error": p.error,
                     "parse_error": parse_error,
-                    "status": status_of(p.error, p.finished, parse_error),
+                    "status": status_of(p.error, p.finished, parse_error, closed),
                     "latency_s": p.latency_s,
                     "prompt_tokens": p.prompt_tokens,
                     "completion_tokens": p.completion_tokens,
@@ -184,8 +201,12 @@ class PredictUDF:
 
 def predict_all(cfg: EvaluateConfig, predictors: Sequence[PredictorConfig]) -> pa.Table:
     import ray
+    from ray.data.expressions import col
 
-    ds = ray.data.read_parquet(str(split_path(cfg))).filter(expr=f"task == '{TASK}'")
+    pred = col("task") == TASK
+    if cfg.variants is not None:
+        pred = pred & col("subtask").is_in(list(cfg.variants))
+    ds = ray.data.read_parquet(str(split_path(cfg))).filter(expr=pred)
     ds = ds.sort("example_id")
     if cfg.limit:
         ds = ds.limit(cfg.limit)
@@ -207,14 +228,11 @@ def predict_all(cfg: EvaluateConfig, predictors: Sequence[PredictorConfig]) -> p
 
 
 # ---------------------------------------------------------------- metrics
-def _scores(rows: Sequence[Mapping[str, Any]]) -> list[M.ExampleScore]:
-    """Scores rebuilt from the rows' texts (the same functions the actors used), for grouping and intervals."""
-    out = []
-    for r in rows:
-        truth, _ = M.parse_prediction(r["truth"])
-        pred = None if r["status"] in ("error",) else M.parse_prediction(r["text"])[0]
-        out.append(M.score_example(pred, truth or []))
-    return out
+def _parsed(r: Mapping[str, Any]) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]]]:
+    """(the answer's changes or None when not valid, the truth's changes), from a prediction row's texts."""
+    truth, _ = M.parse_prediction(r["truth"])
+    pred = None if r["status"] == "error" else M.parse_prediction(r["answer"])[0]
+    return pred, truth or []
 
 
 def compute_metrics(table: pa.Table, cfg: EvaluateConfig, order: Sequence[str]) -> dict[str, Any]:
@@ -226,19 +244,29 @@ def compute_metrics(table: pa.Table, cfg: EvaluateConfig, order: Sequence[str]) 
                            "predictors": {}}  # fmt: skip
     for name, rs in by_pred.items():
         rs.sort(key=lambda r: r["example_id"])
-        scores = _scores(rs)
+        parsed = [_parsed(r) for r in rs]
+        scores = [M.score_example(p, t) for p, t in parsed]
         summary = M.summarize(scores).as_dict()
         status = Counter(r["status"] for r in rs)
+        errors: Counter[str] = Counter()
+        slices: list[tuple[M.ExampleScore, str]] = []
+        for r, (p, t), s in zip(rs, parsed, scores, strict=True):
+            errors += M.errors_of(r["status"], p, t)
+            slices += [(s, k) for k in M.slices_of(t, r["subtask"])]
         out["predictors"][name] = {
             **summary,
             "status": dict(sorted(status.items())),
             "cut_rate": status.get("cut", 0) / max(len(rs), 1),
+            "closed_rate": status.get("closed", 0) / max(len(rs), 1),
             "error_rate": status.get("error", 0) / max(len(rs), 1),
             "latency_s_mean": sum(r["latency_s"] for r in rs) / max(len(rs), 1),
             "intervals": M.intervals(scores, n_resamples=cfg.bootstrap) if cfg.bootstrap else {},
             "by_provider": _groups(scores, [r["provider"] for r in rs]),
             "by_complexity": _groups(scores, [r["complexity_bucket"] for r in rs]),
             "by_variant": _groups(scores, [r["subtask"] for r in rs]),
+            "by_slice": _groups([s for s, _ in slices], [k for _, k in slices]),
+            "errors": {k: errors[k] for k in M.ERRORS if errors[k]},
+            "confusion": M.confusion(parsed),
         }
     ref = next((n for n in order if n.startswith("fine-tuned")), None)  # constrained first when both run
     if ref is not None:
@@ -282,6 +310,7 @@ def run(cfg: EvaluateConfig) -> dict[str, Any]:
     m = compute_metrics(table, cfg, names)
     m["duration_s"] = round(time.monotonic() - start, 1)
     (tmp / "metrics.json").write_text(json.dumps(m, indent=2, sort_keys=True))
+    html_report.write(tmp / "report.html", m, table.to_pylist(), title=f"tfpredict evaluation: {cfg.name}")
     swap_dir(tmp, report)
     m["report_dir"] = str(report)
     return m
@@ -289,18 +318,19 @@ def run(cfg: EvaluateConfig) -> dict[str, Any]:
 
 def format_summary(m: Mapping[str, Any]) -> str:
     lines = ["", f"evaluate summary ({m['n_examples']} {m['task']} examples, {m['split']} split)"]
-    lines.append(f"  {'predictor':28s} {'micro F1':>8s} {'macro F1':>8s} {'exact':>6s} {'valid':>6s} {'cut':>5s} "
-                 f"{'err':>5s}  95% CI micro F1")  # fmt: skip
+    lines.append(f"  {'predictor':28s} {'micro F1':>8s} {'macro F1':>8s} {'exact':>6s} {'valid':>6s} {'closed':>6s} "
+                 f"{'cut':>5s} {'err':>5s}  95% CI micro F1")  # fmt: skip
     for name, p in m["predictors"].items():
         ci = p["intervals"].get("micro_f1")
         lines.append(
             f"  {name:28s} {p['micro_f1']:8.3f} {p['macro_f1']:8.3f} {p['exact_match']:6.2f} {p['valid_rate']:6.2f} "
-            f"{p['cut_rate']:5.2f} {p['error_rate']:5.2f}  " + (f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+            f"{p['closed_rate']:6.2f} {p['cut_rate']:5.2f} {p['error_rate']:5.2f}  "
+            + (f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
         )
     if "reference" in m:
         d = ", ".join(f"{n} {v['micro_f1']:+.3f}" for n, v in m["deltas"].items())
         lines.append(f"  {m['reference']} micro F1 minus: {d}")
-    lines.append(f"  wrote {m['report_dir']}/{{predictions.parquet,metrics.json}}  ({m['duration_s']} s)")
+    lines.append(f"  wrote {m['report_dir']}/{{report.html,predictions.parquet,metrics.json}}  ({m['duration_s']} s)")
     return "\n".join(lines)
 
 

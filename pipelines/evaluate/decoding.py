@@ -1,8 +1,10 @@
-"""Valid JSON by construction: a logits processor compiled from a JSON Schema with xgrammar.
+"""Valid JSON by construction: xgrammar logits processors, from a JSON Schema or (plan prediction) a grammar.
 
 At every step only tokens that keep the text a prefix of a schema-valid document are allowed, and the stop
 tokens only once the document is complete, so an answer that ends by itself parses and validates. An answer
-that reaches ``max_new_tokens`` first is *cut*: reported apart, never counted as valid. Free whitespace is
+that reaches its budget first is closed after its last complete change (``close_at_budget``; the decoder keeps
+``CLOSE_RESERVE`` tokens of the budget for that) and reported apart as *closed*; what cannot be closed is *cut*,
+never counted as valid. Free whitespace is
 off (``any_whitespace=False``): with it an untrained model fills its budget with spaces (measured here).
 The grammar writes the project's canonical JSON, the form every training answer has (``json.dumps`` with
 sorted keys and compact separators): keys in sorted order, ``,`` and ``:`` with no spaces, so a fine-tuned
@@ -63,6 +65,38 @@ def _compiled(tok: Any, vocab_size: int, stops: tuple[int, ...], schema_json: st
     )
 
 
+# The plan-prediction answer as a grammar: exactly the canonical form of ``schemas/plan_prediction.schema.json``
+# (sorted keys, no whitespace, the address pattern), written out because xgrammar's JSON-schema ``pattern`` does
+# not admit JSON escapes: compiled from the schema it refused ``\"`` inside an address, so no for_each address
+# with a string key (``module.q["emails"].x.y``) could be written (found by teacher forcing a memorized answer).
+# tests/evaluate/test_decoding.py checks that this grammar and the schema accept the same answers.
+PLAN_GRAMMAR = r"""
+root ::= "{\"resource_changes\":[" changes? "]}"
+changes ::= change ("," change)*
+change ::= "{\"actions\":" actions ",\"address\":\"" address "\"}"
+actions ::= "[\"create\"]" | "[\"update\"]" | "[\"delete\"]" | "[\"delete\",\"create\"]" | "[\"create\",\"delete\"]"
+address ::= modseg* ident "." ident key?
+modseg ::= "module." ident key? "."
+ident ::= [A-Za-z_] [A-Za-z0-9_\-]*
+key ::= "[" keychar+ "]"
+keychar ::= [^\]"\\\x00-\x1f] | "\\" escape
+escape ::= ["\\/bfnrt] | "u" [0-9A-Fa-f] [0-9A-Fa-f] [0-9A-Fa-f] [0-9A-Fa-f]
+"""
+
+
+@lru_cache(maxsize=16)
+def _compiled_grammar(tok: Any, vocab_size: int, stops: tuple[int, ...], ebnf: str) -> Any:
+    return _compiler(tok, vocab_size, stops).compile_grammar(ebnf)
+
+
+def plan_processor(tok: Any, vocab_size: int, batch_size: int = 1) -> Any:
+    """A fresh logits processor that admits exactly the canonical plan-prediction answers (``PLAN_GRAMMAR``)."""
+    import xgrammar as xgr
+
+    compiled = _compiled_grammar(tok, vocab_size, tuple(stop_ids(tok)), PLAN_GRAMMAR)
+    return xgr.contrib.hf.LogitsProcessor([compiled] * batch_size)
+
+
 def json_schema_processor(tok: Any, schema: Mapping[str, Any], vocab_size: int, batch_size: int = 1) -> Any:
     """A fresh ``transformers`` logits processor for one ``generate`` call (xgrammar's keep per-call state)."""
     import xgrammar as xgr
@@ -75,3 +109,31 @@ def json_schema_processor(tok: Any, schema: Mapping[str, Any], vocab_size: int, 
 def finished(new_ids: Sequence[int], stops: Sequence[int]) -> bool:
     """Whether a generated answer ended by itself (a stop token) rather than at the token budget."""
     return any(int(t) in set(stops) for t in new_ids)
+
+
+PLAN_PREFIX = '{"resource_changes":['
+CLOSE_RESERVE = 2  # tokens the decoder keeps back so that closing (``]}``) stays within the budget
+
+
+def close_at_budget(text: str) -> str | None:
+    """A constrained plan answer cut at its budget, closed after its last complete change: that prefix + ``]}``
+    (``{"resource_changes":[]}`` when no change was complete). None when ``text`` is not a prefix of the
+    canonical form (then it is not the constrained decoder's and stays cut)."""
+    if not text.startswith(PLAN_PREFIX):
+        return None
+    depth, in_str, esc, last = 0, False, False, len(PLAN_PREFIX)
+    for i in range(len(PLAN_PREFIX), len(text)):
+        ch = text[i]
+        if in_str:
+            esc, in_str = (False, True) if esc else (ch == "\\", ch != '"')
+        elif ch == '"':
+            in_str = True
+        elif ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+            if depth == 0 and ch == "}":
+                last = i + 1
+            if depth < 0:  # the array closed: the document is (nearly) complete as it stands
+                return text[: i + 1] + "}"
+    return text[:last] + "]}"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -225,3 +226,103 @@ def by_group(scores: Sequence[ExampleScore], keys: Sequence[str]) -> dict[str, S
     for s, k in zip(scores, keys, strict=True):
         groups.setdefault(k, []).append(s)
     return {k: summarize(v) for k, v in sorted(groups.items())}
+
+
+# ---------------------------------------------------------------- error analysis
+# Why an answer is wrong, address by address. A valid answer is aligned with the truth: equal (address, actions)
+# pairs are correct; an address on both sides with other actions is ``wrong_action``; what is left on one side
+# only is, in this order, ``expansion`` (the same resource with other count/for_each instance keys on the other
+# side, or none), ``module_address`` (the same resource under another module path), else ``missed_resource`` or
+# ``hallucinated_resource``. An answer that is not valid is one error of its status: ``invalid_json`` (ended
+# but does not parse/validate), ``cut`` (ran into the token budget) or ``no_answer`` (the predictor failed).
+ERRORS = (
+    "invalid_json", "cut", "no_answer", "missed_resource", "hallucinated_resource", "wrong_action", "expansion",
+    "module_address",
+)  # fmt: skip
+_INSTANCE_KEY = re.compile(r"\[(?:\"(?:[^\"\\]|\\.)*\"|[^\]\"]*)\]")
+_MODULE_PATH = re.compile(r"^(?:module\.[^.\[]+(?:\[(?:\"(?:[^\"\\]|\\.)*\"|[^\]\"]*)\])?\.)+")
+ABSENT = "absent"
+
+
+def resource_of(address: str) -> str:
+    """The address without instance keys: ``module.a["x"].aws_s3_bucket.b[0]`` → ``module.a.aws_s3_bucket.b``."""
+    return _INSTANCE_KEY.sub("", address)
+
+
+def without_module(address: str) -> str:
+    """The resource part of an address: ``module.a.module.b[1].aws_vpc.this`` → ``aws_vpc.this``."""
+    return _MODULE_PATH.sub("", address)
+
+
+@dataclass(frozen=True)
+class Aligned:
+    """One address-level comparison: action categories on each side (``absent``: not there) and the error."""
+
+    truth: str
+    pred: str
+    error: str | None  # None: correct
+
+
+def align(pred: Sequence[Mapping[str, Any]], truth: Sequence[Mapping[str, Any]]) -> list[Aligned]:
+    """Address-level alignment of a *valid* answer with the truth (deterministic order)."""
+    p, t = Counter(_pairs(pred)), Counter(_pairs(truth))
+    ok = p & t
+    out = [Aligned(category(a), category(a), None) for (_addr, a), k in sorted(ok.items()) for _ in range(k)]
+    p, t = p - ok, t - ok
+    fp: list[tuple[str, tuple[str, ...]]] = sorted(p.elements())
+    fn: list[tuple[str, tuple[str, ...]]] = sorted(t.elements())
+    for addr in sorted({a for a, _ in fp} & {a for a, _ in fn}):  # same address, other actions
+        ps, ts = [x for x in fp if x[0] == addr], [x for x in fn if x[0] == addr]
+        for x, y in zip(ps, ts, strict=False):
+            out.append(Aligned(category(y[1]), category(x[1]), "wrong_action"))
+            fp.remove(x)
+            fn.remove(y)
+    pred_res = {resource_of(a) for a, _ in _pairs(pred)}
+    truth_res = {resource_of(a) for a, _ in _pairs(truth)}
+    pred_bare = {without_module(r) for r in pred_res}
+    truth_bare = {without_module(r) for r in truth_res}
+    for addr, a in fn:
+        r = resource_of(addr)
+        kind = ("expansion" if r in pred_res else "module_address" if without_module(r) in pred_bare
+                else "missed_resource")  # fmt: skip
+        out.append(Aligned(category(a), ABSENT, kind))
+    for addr, a in fp:
+        r = resource_of(addr)
+        kind = ("expansion" if r in truth_res else "module_address" if without_module(r) in truth_bare
+                else "hallucinated_resource")  # fmt: skip
+        out.append(Aligned(ABSENT, category(a), kind))
+    return out
+
+
+def errors_of(status: str, pred: Sequence[Mapping[str, Any]] | None, truth: Sequence[Mapping[str, Any]]) -> Counter:
+    """Error category → count for one example (``status`` as in predictions: ok | closed | invalid | cut | error;
+    a closed answer is valid, so what closing dropped shows up as missed)."""
+    if status not in ("ok", "closed") or pred is None:
+        return Counter({{"cut": "cut", "error": "no_answer"}.get(status, "invalid_json"): 1})
+    return Counter(a.error for a in align(pred, truth) if a.error)
+
+
+def confusion(pairs: Iterable[tuple[Sequence[Mapping[str, Any]] | None, Sequence[Mapping[str, Any]]]]) -> dict:
+    """Action confusion over valid answers: {truth category: {predicted category: count}}, ``absent`` included."""
+    out: dict[str, Counter] = {}
+    for pred, truth in pairs:
+        if pred is None:
+            continue
+        for a in align(pred, truth):
+            out.setdefault(a.truth, Counter())[a.pred] += 1
+    return {k: dict(sorted(v.items())) for k, v in sorted(out.items())}
+
+
+def slices_of(truth: Sequence[Mapping[str, Any]], variant: str) -> list[str]:
+    """The example slices an example belongs to, for per-category F1: ``all``, its variant (plan / change),
+    ``count_for_each`` (an instance key in the truth), ``module`` (a module address in the truth)."""
+    out = ["all", variant]
+    if any(resource_of(c["address"]) != c["address"] for c in truth):
+        out.append("count_for_each")
+    if any(c["address"].startswith("module.") for c in truth):
+        out.append("module")
+    return out
+
+
+# the slice whose F1 shows an error category getting better (mitigation measures it there)
+SLICE_OF_ERROR = {"wrong_action": "change", "expansion": "count_for_each", "module_address": "module"}

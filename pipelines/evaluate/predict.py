@@ -116,7 +116,7 @@ class HF(Predictor):
         from transformers import AutoModelForCausalLM
 
         from pipelines.dataset.tokens import load_tokenizer
-        from pipelines.evaluate.decoding import load_schema, stop_ids
+        from pipelines.evaluate.decoding import CLOSE_RESERVE, stop_ids
         from pipelines.train.export import DTYPES, load_trained
 
         if cfg.model is None:
@@ -133,13 +133,14 @@ class HF(Predictor):
             self.model.to(self.device)
         self.stops = stop_ids(self.tok)
         self.pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.stops[0]
-        self.schema = load_schema("plan_prediction") if cfg.constrained else None
         self.vocab = int(self.model.config.vocab_size)
+        # constrained: keep back the tokens that closing a cut answer takes, so the closed answer fits the budget
+        self.budget = max(1, cfg.max_new_tokens - (CLOSE_RESERVE if cfg.constrained else 0))
 
     def predict(self, prompts: Sequence[Messages]) -> list[Prediction]:
         import torch
 
-        from pipelines.evaluate.decoding import json_schema_processor
+        from pipelines.evaluate.decoding import plan_processor
 
         ids = [
             list(self.tok.apply_chat_template(list(p), add_generation_prompt=True, tokenize=True, return_dict=False))
@@ -148,13 +149,13 @@ class HF(Predictor):
         width = max(len(x) for x in ids)
         input_ids = torch.tensor([[self.pad] * (width - len(x)) + x for x in ids], device=self.device)
         mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device)
-        procs = [json_schema_processor(self.tok, self.schema, self.vocab, len(ids))] if self.schema else []
+        procs = [plan_processor(self.tok, self.vocab, len(ids))] if self.cfg.constrained else []
         t0 = time.perf_counter()
         with torch.no_grad():
             out = self.model.generate(
                 input_ids=input_ids,
                 attention_mask=mask,
-                max_new_tokens=self.cfg.max_new_tokens,
+                max_new_tokens=self.budget,
                 do_sample=False,
                 eos_token_id=self.stops,
                 pad_token_id=self.pad,

@@ -5,13 +5,23 @@ into the token budget is reported as cut. Without the constraint the same model 
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from pipelines.evaluate.decoding import finished, json_schema_processor, load_schema, stop_ids
+from pipelines.evaluate.decoding import (
+    PLAN_GRAMMAR,
+    close_at_budget,
+    finished,
+    json_schema_processor,
+    load_schema,
+    plan_processor,
+    stop_ids,
+)
 from pipelines.evaluate.metrics import parse_prediction
+from ray_jobs.evaluate import answer_of
 
 PROMPTS = [
     [{"role": "user", "content": f'resource "terraform_data" "web{i}" {{\n  input = "{i}"\n}}\nWhat will change?'}]
@@ -21,11 +31,10 @@ PROMPTS = [
 
 def _generate(model: object, tok: object, constrained: bool, budget: int) -> list[tuple[str, bool]]:
     out = []
-    schema = load_schema("plan_prediction")
     stops = stop_ids(tok)
     for msgs in PROMPTS:
         ids = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)  # type: ignore[attr-defined]
-        procs = [json_schema_processor(tok, schema, model.config.vocab_size)] if constrained else []  # type: ignore[attr-defined]
+        procs = [plan_processor(tok, model.config.vocab_size)] if constrained else []  # type: ignore[attr-defined]
         with torch.no_grad():
             gen = model.generate(  # type: ignore[attr-defined]
                 **ids, max_new_tokens=budget, do_sample=False, logits_processor=procs, eos_token_id=stops,
@@ -63,13 +72,14 @@ def test_the_constraint_allows_a_canonical_answer_and_the_stop_only_at_its_end(t
     vocab = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)).config.vocab_size
     answer = json.dumps(
         {"resource_changes": [{"actions": ["create"], "address": "module.m.terraform_data.web[0]"},
+                              {"actions": ["update"], "address": 'module.q["emails"].null_resource.q["a b.c"]'},
                               {"actions": ["delete", "create"], "address": "terraform_data.db"}]},
         sort_keys=True, separators=(",", ":"),
     )  # fmt: skip
     ids = tok(answer, add_special_tokens=False).input_ids
     assert tok.decode(ids) == answer
     stops = stop_ids(tok)
-    proc = json_schema_processor(tok, load_schema("plan_prediction"), vocab)
+    proc = plan_processor(tok, vocab)
     prompt = [tok.bos_token_id or 0]
     for i in range(len(ids) + 1):
         scores = proc(torch.tensor([prompt + ids[:i]]), torch.zeros(1, vocab))
@@ -87,3 +97,114 @@ def test_an_answer_at_the_budget_is_cut_never_valid(tiny_model_dir: Path) -> Non
     cut = _generate(model, tok, True, budget=3)
     assert all(not done for _, done in cut)
     assert all(parse_prediction(text)[1] is not None for text, _ in cut)
+
+
+def test_closing_keeps_every_complete_change_and_ignores_brackets_inside_strings() -> None:
+    a = '{"actions":["create"],"address":"aws_x.y[\\"}{[\\\\\\"\\"]"}'  # quotes, braces, a [ and \\ in the key
+    b = '{"actions":["delete","create"],"address":"module.m.aws_x.z"}'
+    full = f'{{"resource_changes":[{a},{b}]}}'
+    assert parse_prediction(full)[1] is None
+    for cut in range(len('{"resource_changes":['), len(full)):
+        closed = close_at_budget(full[:cut])
+        assert closed is not None and parse_prediction(closed)[1] is None, full[:cut]
+        kept = [c["address"] for c in parse_prediction(closed)[0] or []]
+        done = [x for x, end in ((a, len(f'{{"resource_changes":[{a}')), (b, len(full) - 2)) if cut >= end]
+        assert len(kept) == len(done), (full[:cut], closed)
+    assert close_at_budget('{"resource_chan') is None  # cut inside the prefix: stays cut
+    assert close_at_budget('[{"resource_changes":[') is None  # not the decoder's canonical form
+    assert answer_of(full[:-5], finished=False, constrained=False) == (full[:-5], False)  # free decoding: never
+
+
+def test_with_closing_every_constrained_answer_of_the_untrained_model_is_valid(tiny_model_dir: Path) -> None:
+    """Acceptance 3: the random base loops inside strings until the budget; closing makes every answer valid."""
+    tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float32).eval()
+    answers = _generate(model, tok, True, budget=60)
+    n_closed = 0
+    for text, done in answers:
+        answer, closed = answer_of(text, done, constrained=True)
+        assert parse_prediction(answer)[1] is None, (text, answer)
+        assert closed == (not done)
+        if closed:
+            n_closed += 1
+            assert text.startswith(answer[:-2])  # the answer's own prefix, then ]}
+    assert n_closed >= 1  # the budget did bite (so closing was exercised)
+
+
+def _addresses(rng: random.Random, n: int) -> list[str]:
+    """Addresses as a collected repository may have them, and near misses: module paths, numeric and string
+    instance keys with quotes, backslashes, brackets, dots, spaces, newlines, unicode; bad identifiers."""
+    ident = ["a", "aws_s3_bucket", "_x", "web-1", "n0", "1bad", "", "x y", "module"]
+    keys = ["0", "12", '"a"', '"a b.c"', '"q\\"uote"', '"back\\\\slash"', '"br[ack"', '"br]ack"', '"é"',
+            '"line\nbreak"', '""', "", "*"]  # fmt: skip
+    out = []
+    for _ in range(n):
+        parts = []
+        for _m in range(rng.choice([0, 0, 1, 2])):
+            k = rng.choice(keys + [None] * 6)
+            parts.append(f"module.{rng.choice(ident)}" + (f"[{k}]" if k is not None else ""))
+        k = rng.choice(keys + [None] * 6)
+        res = f"{rng.choice(ident)}.{rng.choice(ident)}" if rng.random() > 0.05 else rng.choice(ident)
+        parts.append(res + (f"[{k}]" if k is not None else ""))
+        out.append(".".join(parts).replace("\\n", "\n"))
+    return out
+
+
+def test_the_plan_grammar_admits_exactly_the_answers_the_schema_validates(tiny_model_dir: Path) -> None:
+    """PLAN_GRAMMAR is written out by hand: checked against the schema (jsonschema, the validator every answer
+    meets) on 600 generated addresses, valid and not, each as the canonical one-change answer."""
+    import xgrammar as xgr
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    vocab = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)).config.vocab_size
+    info = xgr.TokenizerInfo.from_huggingface(tok, vocab_size=vocab)
+    grammar = xgr.GrammarCompiler(info).compile_grammar(PLAN_GRAMMAR)
+    seen = {True: 0, False: 0}
+    for addr in _addresses(random.Random(0), 600):
+        for actions in (["create"], ["delete", "create"]):
+            text = json.dumps({"resource_changes": [{"actions": actions, "address": addr}]}, sort_keys=True,
+                              separators=(",", ":"))  # fmt: skip
+            m = xgr.GrammarMatcher(grammar)
+            admitted = m.accept_string(text) and m.is_completed()
+            valid = parse_prediction(text)[1] is None
+            assert admitted == valid, (addr, admitted, valid)
+            seen[valid] += 1
+    assert seen[True] > 300 and seen[False] > 100  # both sides well exercised
+    for bad in ('{"resource_changes":[{"actions":["read"],"address":"a.b"}]}',  # not a schema action
+                '{"resource_changes":[{"address":"a.b","actions":["create"]}]}',  # keys not sorted
+                '{"resource_changes": []}'):  # whitespace  # fmt: skip
+        m = xgr.GrammarMatcher(grammar)
+        assert not (m.accept_string(bad) and m.is_completed()), bad
+
+
+def test_the_terminal_report_schema_constrains_too(tiny_model_dir: Path) -> None:
+    """Schemas other than the plan's compile directly: from random weights, an answer that finished validates
+    against the terminal-report schema and one at the budget is a prefix the grammar still accepts."""
+    import jsonschema
+    import xgrammar as xgr
+
+    from pipelines.evaluate.decoding import _compiled, sorted_properties
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float32).eval()
+    schema = load_schema("terminal_report")
+    stops = stop_ids(tok)
+    vocab = model.config.vocab_size
+    outcomes = []
+    for msgs in PROMPTS[:3]:
+        ids = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        proc = json_schema_processor(tok, schema, vocab)
+        with torch.no_grad():
+            out = model.generate(**ids, max_new_tokens=300, do_sample=False, logits_processor=[proc],
+                                 eos_token_id=stops, pad_token_id=tok.pad_token_id)  # fmt: skip
+        gen = out[0, ids["input_ids"].size(1) :].tolist()
+        text = tok.decode([t for t in gen if t not in stops])
+        if finished(gen, stops):
+            jsonschema.validate(json.loads(text), schema)
+            outcomes.append("valid")
+        else:
+            compiled = _compiled(tok, vocab, tuple(stops), json.dumps(sorted_properties(schema)))
+            assert xgr.GrammarMatcher(compiled).accept_string(text), text[-80:]
+            outcomes.append("prefix")
+    print("terminal-report answers:", outcomes)
+    assert len(outcomes) == 3

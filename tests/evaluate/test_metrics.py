@@ -8,13 +8,19 @@ import pytest
 
 from pipelines.evaluate.metrics import (
     Counts,
+    align,
     bootstrap,
     by_group,
     category,
+    confusion,
+    errors_of,
     intervals,
     parse_prediction,
+    resource_of,
     score_example,
+    slices_of,
     summarize,
+    without_module,
 )
 
 
@@ -131,3 +137,78 @@ def test_bootstrap_intervals_on_known_cases() -> None:
     # reproducible by seed
     assert bootstrap(two, mean, seed=3) == bootstrap(two, mean, seed=3)
     assert bootstrap([], mean) == (0.0, 0.0)
+
+
+# ---------------------------------------------------------------- error analysis
+def test_addresses_lose_instance_keys_and_module_paths_even_with_brackets_and_dots_inside_keys() -> None:
+    assert resource_of('module.a["x"].aws_s3_bucket.b[0]') == "module.a.aws_s3_bucket.b"
+    assert resource_of('aws_s3_bucket.b["a.b]c"]') == "aws_s3_bucket.b"  # "]" and "." inside a quoted key
+    assert resource_of('aws_s3_bucket.b["say \\"hi\\"]"]') == "aws_s3_bucket.b"  # escaped quotes inside
+    assert without_module("module.a.module.b[1].aws_vpc.this") == "aws_vpc.this"
+    assert without_module('module.net["eu.west"].aws_vpc.this[0]') == "aws_vpc.this[0]"
+    assert without_module("data.aws_ami.ubuntu") == "data.aws_ami.ubuntu"
+    assert without_module("aws_instance.module") == "aws_instance.module"  # a resource *named* module
+
+
+def test_every_error_kind_by_hand() -> None:
+    truth = rc(
+        ("null_resource.ok", ["create"]),
+        ("null_resource.act", ["update"]),
+        ("aws_instance.web[0]", ["create"]),
+        ("aws_instance.web[1]", ["create"]),
+        ("module.net.aws_vpc.this", ["create"]),
+        ("null_resource.gone", ["delete"]),
+    )
+    pred = rc(
+        ("null_resource.ok", ["create"]),
+        ("null_resource.act", ["delete", "create"]),  # wrong action
+        ("aws_instance.web", ["create"]),  # count not expanded: web[0] and web[1] missed, web extra
+        ("module.network.aws_vpc.this", ["create"]),  # module path wrong
+        ("null_resource.ghost", ["create"]),  # hallucinated
+    )  # null_resource.gone: missed
+    got = sorted((a.truth, a.pred, a.error) for a in align(pred, truth))
+    assert got == sorted([
+        ("create", "create", None),
+        ("update", "replace", "wrong_action"),
+        ("create", "absent", "expansion"),
+        ("create", "absent", "expansion"),
+        ("absent", "create", "expansion"),
+        ("create", "absent", "module_address"),
+        ("absent", "create", "module_address"),
+        ("absent", "create", "hallucinated_resource"),
+        ("delete", "absent", "missed_resource"),
+    ])  # fmt: skip
+    assert errors_of("ok", pred, truth) == {"wrong_action": 1, "expansion": 3, "module_address": 2,
+                                            "hallucinated_resource": 1, "missed_resource": 1}  # fmt: skip
+    assert errors_of("ok", truth, truth) == {}
+
+
+def test_an_answer_that_is_not_valid_is_one_error_of_its_status() -> None:
+    truth = rc(A, B)
+    assert errors_of("invalid", None, truth) == {"invalid_json": 1}
+    assert errors_of("cut", None, truth) == {"cut": 1}
+    assert errors_of("error", None, truth) == {"no_answer": 1}
+    assert errors_of("invalid", None, []) == {"invalid_json": 1}  # even when there was nothing to predict
+
+
+def test_duplicates_and_a_second_instance_of_a_correct_resource() -> None:
+    # predicting A twice: one correct, one extra of a resource the truth has → an expansion (count) error
+    assert errors_of("ok", rc(A, A), rc(A)) == {"expansion": 1}
+    # the truth has web[0], web[1]; the answer only web[0] → web[1] missed as a count error, not a random miss
+    truth = rc(("aws_instance.web[0]", ["create"]), ("aws_instance.web[1]", ["create"]))
+    assert errors_of("ok", truth[:1], truth) == {"expansion": 1}
+    # one address, two truth entries with different actions is impossible in a plan, but must not crash
+    assert errors_of("ok", rc(A), rc(A, ("null_resource.a", ["update"]))) == {"expansion": 1}
+
+
+def test_confusion_counts_every_address_once_and_skips_invalid_answers() -> None:
+    truth = rc(A, B, D)
+    pred = rc(A, ("null_resource.b", ["delete"]), ("null_resource.x", ["update"]))
+    m = confusion([(pred, truth), (None, rc(A))])
+    assert m == {"absent": {"update": 1}, "create": {"create": 1}, "delete": {"absent": 1}, "update": {"delete": 1}}
+
+
+def test_slices() -> None:
+    assert slices_of(rc(A), "fresh") == ["all", "fresh"]
+    assert slices_of(rc(C), "change") == ["all", "change", "count_for_each", "module"]
+    assert slices_of([], "change") == ["all", "change"]
