@@ -20,3 +20,4 @@ bench: setup
 	$(PY) benchmarks/collect_bench.py
 	$(PY) benchmarks/dataset_bench.py
 	$(PY) benchmarks/train_bench.py
+	$(PY) benchmarks/eval_bench.py

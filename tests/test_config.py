@@ -9,6 +9,7 @@ import pytest
 from ray_jobs.build_dataset import BuildDatasetConfig
 from ray_jobs.collect import CollectConfig
 from ray_jobs.evaluate import EvaluateConfig
+from ray_jobs.mitigate import MitigateConfig
 from ray_jobs.pipeline import PipelineConfig
 from ray_jobs.train import TrainConfig
 from schemas.config import ConfigError, load_config, parse_overrides
@@ -21,6 +22,7 @@ MODELS = {
     "build": BuildDatasetConfig,
     "train": TrainConfig,
     "evaluate": EvaluateConfig,
+    "mitigate": MitigateConfig,
 }
 
 

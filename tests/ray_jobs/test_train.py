@@ -23,32 +23,17 @@ import torch
 
 from pipelines.train.export import load_trained
 from pipelines.train.loop import PROBE
-from ray_jobs import build_dataset, collect, train
+from ray_jobs import train
 from schemas.config import load_config
 
-SYNTH = {"n_repos": 6, "seed": 1, "commits_per_repo": 2, "cloud_fraction": 0.0}
 # a smaller tiny model than the embedded default: the same code paths, a fraction of the CPU time
 SMALL = ["tiny.hidden_size=128", "tiny.num_hidden_layers=2", "tiny.intermediate_size=352", "tiny.num_attention_heads=4"]
 QLORA = ["max_steps=16", "eval_every=4", "checkpoint_every=4", "early_stopping_patience=null", "learning_rate=0.004"]
 
 
 @pytest.fixture(scope="module")
-def data(ray_cluster: object, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("train") / "data"
-    collect.run(
-        load_config(
-            collect.CollectConfig,
-            None,
-            [
-                f"output_dir={out}",
-                f"cache_dir={out.parent / 'git'}",
-                f"sources.synthetic={json.dumps(SYNTH)}",
-                "sources.synthetic_history=true",
-            ],
-        )
-    )
-    build_dataset.run(load_config(build_dataset.BuildDatasetConfig, None, [f"output_dir={out}", "split.min_groups=2"]))
-    return out
+def data(plan_data: Path) -> Path:
+    return plan_data
 
 
 def run(data: Path, name: str, *overrides: str) -> dict[str, Any]:

@@ -1,0 +1,115 @@
+"""The mitigation loop on the session's Ray cluster, nothing faked: evaluate → weakest error category → a fresh
+collect of the synthetic corpus (real git, real terraform plans) → the dataset stage → the category's slice →
+training continued from the last adapter on Ray Train → evaluate again → the round table → stop.
+
+What this does not show yet (issue 9, acceptance 5): that a round *raises* F1 on the weakest category. A tiny
+LoRA on random weights learns these 1,500-token plan prompts too slowly for CI (measured: r=16 on 7 change
+examples, loss 4.1 after 60 steps; r=128 at lr 0.004, loss 0.53 and F1 0.05 after 70 steps, ~2 min of CPU), so
+the round here trains 4 steps and the test checks the loop's mechanics and bookkeeping exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from ray_jobs import mitigate, train
+from schemas.config import load_config
+from tests.ray_jobs.conftest import SYNTH
+
+SMALL = ["tiny.hidden_size=128", "tiny.num_hidden_layers=2", "tiny.intermediate_size=352", "tiny.num_attention_heads=4"]
+LEARN = ["method=lora", "learning_rate=0.01", "max_seq_len=2048", "batch_size=2", "eval_every=30",
+         "checkpoint_every=30", "early_stopping_patience=null", "export.merged=false",
+         "export.modelfile=false"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def weak(plan_data: Path) -> str:
+    """runs/weak: 4 LoRA steps on the train split's fresh-plan examples only (never a change example)."""
+    src = plan_data / "datasets" / "default"
+    gap = plan_data / "datasets" / "no-change"
+    gap.mkdir(parents=True, exist_ok=True)
+    t = pq.read_table(src / "train.parquet")
+    t = t.filter(pc.and_(pc.equal(t["task"], "plan_prediction"), pc.equal(t["subtask"], "plan")))
+    assert t.num_rows > 0
+    pq.write_table(t, gap / "train.parquet")
+    pq.write_table(pq.read_table(src / "val.parquet"), gap / "val.parquet")
+    args = [f"output_dir={plan_data}", "name=weak", f"dataset_dir={gap}", "max_steps=4", *SMALL, *LEARN]
+    train.run(load_config(train.TrainConfig, train.DEFAULT_CONFIG, args))
+    return "weak"
+
+
+def loop(data: Path, run: str, *overrides: str) -> dict[str, Any]:
+    args = [f"output_dir={data}", f"run={run}", "split=train", f"synthetic={json.dumps(SYNTH)}",
+            "synthetic_history=true", "examples_per_round=200", "replay=3", "train={max_steps: 4}",
+            "evaluate={max_new_tokens: 24, batch_size: 8, bootstrap: 0, limit: 6}", *overrides]  # fmt: skip
+    return mitigate.run(load_config(mitigate.MitigateConfig, mitigate.DEFAULT_CONFIG, args))
+
+
+def test_one_round_targets_the_weakest_category_continues_the_adapter_and_stops_at_the_round_limit(
+    plan_data: Path, weak: str
+) -> None:
+    r = loop(plan_data, weak, "name=fix", "threshold=1.0", "max_rounds=1")
+    assert r["stop"] == "round limit: 1 round(s) of training" and [x["round"] for x in r["rounds"]] == [0, 1]
+    first, second = r["rounds"]
+    cat = first["weakest"]
+    assert cat == mitigate.weakest(first["errors"]) and first["errors"][cat] == max(first["errors"].values())
+    made = first["next"]
+    assert made["category"] == cat and made["slice"] == mitigate.slice_of(cat) and made["steps"] == 4
+    # the targeted examples are exactly the generated examples of that slice (all of them: 200 > what 6 repos give)
+    gen = plan_data / "mitigate" / "fix" / "round-0" / "datasets"
+    rows = [x for s in ("train", "val", "test") for x in pq.read_table(gen / "generated" / f"{s}.parquet").to_pylist()]
+    want = mitigate.targeted(rows, made["slice"], 10_000, 0)
+    got = pq.read_table(gen / "targeted" / "train.parquet").to_pylist()
+    assert made["targeted"] == len(want) > 0 and made["replay"] == 3 and len(got) == len(want) + 3
+    assert {x["example_id"] for x in want} <= {x["example_id"] for x in got}
+    # the round continued the weak adapter with the weak run's own settings
+    assert second["run"] == r["final_run"] == "fix-r1"
+    cfg = json.loads((plan_data / "runs" / "fix-r1" / "train_config.json").read_text())
+    assert cfg["init_adapter"] == str(plan_data / "runs" / "weak" / "adapter")
+    assert cfg["method"] == "lora" and cfg["learning_rate"] == 0.01 and cfg["max_steps"] == 4
+    moved = second["targeted"]
+    assert moved["slice"] == made["slice"] and moved["f1_before"] == first["slice_f1"][made["slice"]]
+    assert moved["f1_after"] == second["slice_f1"][made["slice"]]
+    table = (Path(r["report_dir"]) / "rounds.md").read_text()
+    assert f"{moved['f1_before']:.3f} → {moved['f1_after']:.3f}" in table and "stopped: round limit" in table
+    assert f"| 0 | weak | {first['micro_f1']:.3f} |" in table and f"| 1 | fix-r1 | {second['micro_f1']:.3f} |" in table
+    assert json.loads((Path(r["report_dir"]) / "rounds.json").read_text())["rounds"] == r["rounds"]
+
+
+def test_the_loop_stops_at_the_threshold_before_training(plan_data: Path, weak: str) -> None:
+    r = loop(plan_data, weak, "name=met", "threshold=0.0", "max_rounds=3")
+    assert r["stop"].startswith("threshold reached: micro F1") and len(r["rounds"]) == 1
+    assert r["final_run"] == "weak" and not (plan_data / "runs" / "met-r1").exists()
+
+
+def test_a_missing_run_is_named_with_the_fix(plan_data: Path) -> None:
+    with pytest.raises(SystemExit, match=r"runs/nope/adapter does not exist: train the run first"):
+        loop(plan_data, "nope", "name=x")
+
+
+def test_weakest_and_targeted_by_hand() -> None:
+    assert mitigate.weakest({"missed_resource": 3, "expansion": 3, "cut": 1}) == "missed_resource"  # tie: order
+    assert mitigate.weakest({}) is None and mitigate.weakest({"cut": 0}) is None
+    assert [mitigate.slice_of(c) for c in ("expansion", "module_address", "wrong_action", "cut")] == [
+        "count_for_each", "module", "change", "all"]  # fmt: skip
+
+    def ex(i: int, addr: str, sub: str = "plan", task: str = "plan_prediction") -> dict[str, Any]:
+        answer = json.dumps({"resource_changes": [{"actions": ["create"], "address": addr}]})
+        return {
+            "example_id": f"e{i}",
+            "task": task,
+            "subtask": sub,
+            "messages": [{"role": "assistant", "content": answer}],
+        }
+
+    rows = [ex(3, "a.b[0]"), ex(1, "module.m.a.b"), ex(2, "a.b", "change"), ex(4, "a.b[1]", task="records")]
+    assert [r["example_id"] for r in mitigate.targeted(rows, "count_for_each", 9, 0)] == ["e3"]
+    assert [r["example_id"] for r in mitigate.targeted(rows, "all", 9, 0)] == ["e1", "e2", "e3"]
+    assert [r["example_id"] for r in mitigate.targeted(rows, "change", 9, 0)] == ["e2"]
+    assert len(mitigate.targeted(rows, "all", 2, 0)) == 2  # a seeded sample when there are more
