@@ -44,6 +44,12 @@ def repo_id(url: str) -> str:
     return short_hash(normalize_url(url))
 
 
+def synthetic_repo_id(seed: int | str, name: str) -> str:
+    """A synthetic corpus repo's id: its seed and name, not where it was written (so its split is the same on every
+    machine and in every output_dir)."""
+    return short_hash(f"synthetic://seed-{seed}/{name}")
+
+
 def workspace_id(repo_id_: str, commit_sha: str, path: str, prior: str | None = None) -> str:
     """hash(repo_id, commit, path); history-mode rows also hash the base commit they were planned on."""
     parts = [repo_id_, commit_sha, path.strip("/") or "."]

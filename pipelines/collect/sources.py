@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from pipelines.ids import normalize_url, repo_id
+from pipelines.ids import normalize_url, repo_id, synthetic_repo_id
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class Source:
         """Hash of the normalized URL; a synthetic repo is named by its corpus seed and name instead, so
         its id (and with it its dataset split) does not depend on where the corpus was written."""
         if self.origin == "synthetic" and "synthetic" in self.labels:
-            return repo_id(f"synthetic://seed-{self.labels.get('seed', '0')}/{self.labels['synthetic']}")
+            return synthetic_repo_id(self.labels.get("seed", "0"), self.labels["synthetic"])
         return repo_id(self.url)
 
     @classmethod

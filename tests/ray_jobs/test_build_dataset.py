@@ -21,7 +21,7 @@ import pytest
 from pipelines.collect.synthetic import SyntheticConfig, generate_corpus
 from pipelines.dataset import split as split_lib
 from pipelines.dataset.validate import validate_file
-from pipelines.ids import repo_id
+from pipelines.ids import repo_id, synthetic_repo_id
 from pipelines.terraform.plan_json import canonical_prediction
 from ray_jobs import build_dataset, collect
 from schemas.config import load_config
@@ -122,7 +122,7 @@ def test_no_repo_and_no_near_duplicate_cluster_spans_two_splits(
             splits.setdefault(r[key], set()).add(r["split"])
         assert all(len(v) == 1 for v in splits.values()), key
     near_group = repo_id(collected["urls"]["near"])
-    up_group = repo_id(collected["repos"][1].url)
+    up_group = synthetic_repo_id(SYNTH["seed"], collected["repos"][1].name)
     near = [r for r in rows if r["group"] == near_group]
     upstream = [r for r in rows if r["group"] == up_group]
     assert len(near) == 1 and upstream
@@ -173,14 +173,14 @@ def test_adding_repositories_keeps_every_example_in_its_split(
         return f"plan_prediction.plans_path={out.parent / name / 'plans.parquet'}"
 
     synthetic = [r.url for r in collected["repos"]]
-    # the repo ids hash file:// URLs under this run's tmp dir, so pick the salt that puts repo 0 in train and
-    # repo 2 in test: the growth assertions below then always have examples in both to keep in place
+    ids = [synthetic_repo_id(SYNTH["seed"], r.name) for r in collected["repos"]]
+    # pick the salt that puts repo 0 in train and repo 2 in test: the growth assertions below then always have
+    # examples in both to keep in place
     ratios = {s: getattr(build_dataset.SplitConfig(), s) for s in ("train", "val", "test")}
     salt = next(
         f"t{i}"
         for i in range(10_000)
-        if [split_lib.split_of(split_lib.bucket(f"t{i}", repo_id(synthetic[n])), ratios) for n in (0, 2)]
-        == ["train", "test"]
+        if [split_lib.split_of(split_lib.bucket(f"t{i}", ids[n]), ratios) for n in (0, 2)] == ["train", "test"]
     )
     small = plans_of("small", {synthetic[0], synthetic[2]})
     # pure hash assignment (no earlier build, no stratified minimum, no near-dup merges): new repositories that

@@ -15,37 +15,16 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-import torch
 
 from pipelines.evaluate.metrics import Counts, parse_prediction
-from pipelines.train.model import TinyShape, build_tiny_model
 from ray_jobs import evaluate
 from schemas.config import load_config
 from tests.collect.fake_apis import LoopbackHttp
 
 
 @pytest.fixture(scope="module")
-def data(plan_data: Path) -> Path:
-    out = plan_data
-    # a train run's layout: runs/fake/{adapter/, train_config.json}
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    shape = TinyShape(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                      intermediate_size=176, max_position_embeddings=4096)  # fmt: skip
-    base = build_tiny_model(out / "models" / "tiny", out / "models" / "tiny-base-test", shape, seed=0)
-    model = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(str(base)), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"])
-    )
-    torch.manual_seed(0)
-    for n, p in model.named_parameters():
-        if "lora_B" in n:
-            p.data.normal_(0, 0.5)
-    run_dir = out / "runs" / "fake"
-    model.save_pretrained(str(run_dir / "adapter"))
-    AutoTokenizer.from_pretrained(str(base)).save_pretrained(str(run_dir / "adapter"))
-    (run_dir / "train_config.json").write_text(json.dumps({"method": "lora"}))
-    return out
+def data(plan_data: Path, fake_run: str) -> Path:
+    return plan_data
 
 
 def evaluate_run(data: Path, *overrides: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
