@@ -78,6 +78,7 @@ class SplitConfig(Strict):
     salt: str = "tfpredict"  # changing it reshuffles every assignment (of groups not made sticky)
     sticky: bool = True  # groups assigned by an earlier build of this dataset keep their split
     min_groups: int = 5  # a stratum with this many components always gets val and test components
+    top_up_below: int = 50  # ... and, with fewer than this many, at least its share of them (rounded down)
 
 
 class ExportConfig(Strict):
@@ -368,7 +369,13 @@ def finish(
     comp = split_lib.components(kept, links)
     previous = _previous_splits(out) if cfg.split.sticky else {}
     split = split_lib.assign(
-        kept, ratios, cfg.split.salt, previous=previous, min_groups=cfg.split.min_groups, links=links
+        kept,
+        ratios,
+        cfg.split.salt,
+        previous=previous,
+        min_groups=cfg.split.min_groups,
+        top_up_below=cfg.split.top_up_below,
+        links=links,
     )
     leaks = split_lib.leakage(kept, split)
     if leaks:  # a bug guard: the assignment above cannot produce this, and the job must not publish it

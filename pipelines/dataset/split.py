@@ -9,7 +9,10 @@ query, an incident ...) or a near-duplicate cluster; its key is its smallest gro
    of the key, so it is stable under growth even without an earlier build.
 3. Stratified minimum: in a stratum (task, provider) with at least ``min_groups`` components, a val or test
    split that the hash left empty takes the non-sticky train component whose hash is highest (closest to
-   the cut). Small strata would otherwise easily end up with no evaluation data at all.
+   the cut); in a stratum of fewer than ``top_up_below`` components it takes them until it holds its share
+   (rounded down). The hash alone gives small strata far less evaluation data than their share, or none
+   (36 plan-prediction components once drew 1 for test); in large strata it is close to the share and
+   stays a pure function of the key, so growth without an earlier build moves nothing there.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ def assign(
     *,
     previous: Mapping[str, str] | None = None,
     min_groups: int = 5,
+    top_up_below: int = 50,
     links: Iterable[tuple[str, str]] = (),
 ) -> dict[str, str]:
     """rows: {example_id, group, cluster, stratum} → example_id → split. ``previous``: group → split.
@@ -103,13 +107,17 @@ def assign(
     for keys in strata.values():
         if len(keys) < min_groups:
             continue
+        total = sum(ratios[s] for s in SPLITS)
         for s in ("test", "val"):
-            if ratios.get(s, 0) > 0 and s not in {split[k] for k in keys}:
-                movable = sorted(
-                    (k for k in keys if split[k] == "train" and k not in sticky), key=lambda k: bucket(salt, k)
-                )
-                if len(movable) > 1:  # never empty train
-                    split[movable[-1]] = s
+            if ratios.get(s, 0) <= 0:
+                continue
+            # its share rounded down in a small stratum (the hash is noisy there), else at least one
+            want = max(1, int(len(keys) * ratios[s] / total)) if len(keys) < top_up_below else 1
+            movable = sorted(
+                (k for k in keys if split[k] == "train" and k not in sticky), key=lambda k: bucket(salt, k)
+            )
+            while sum(split[k] == s for k in keys) < want and len(movable) > 1:  # never empty train
+                split[movable.pop()] = s
     return {r["example_id"]: split[comp[r["example_id"]]] for r in rows}
 
 

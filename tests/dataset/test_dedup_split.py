@@ -109,3 +109,28 @@ def test_linked_groups_share_a_component_and_a_sticky_split() -> None:
     for salt in ("s1", "s2", "s3"):
         assigned = split.assign(rows, RATIOS, salt, previous={"upstream": "val"}, links=[("zfork", "upstream")])
         assert assigned["f1"] == "val"
+
+
+def test_a_small_stratum_gets_its_share_of_val_and_test_a_large_one_keeps_the_pure_hash() -> None:
+    rows = [{**r, "stratum": "plan/null"} for r in examples({f"g{i:02d}": [f"e{i:02d}"] for i in range(36)})]
+    # a salt whose hash alone gives test fewer than its share (3 of 36): the case the top-up is for
+    salt = next(
+        s
+        for s in (f"s{k}" for k in range(1000))
+        if list(split.assign(rows, RATIOS, s, min_groups=99).values()).count("test") < 2
+    )
+    hashed = split.assign(rows, RATIOS, salt, min_groups=99)
+    topped = split.assign(rows, RATIOS, salt, min_groups=5)
+    counts = {s: list(topped.values()).count(s) for s in split.SPLITS}
+    assert counts["test"] == 3 and counts["val"] >= 3 and counts["train"] == 36 - counts["test"] - counts["val"]
+    moved = {e for e in topped if topped[e] != hashed[e]}
+    assert all(hashed[e] == "train" for e in moved)  # only train components move, and only those closest to the cut
+    stay = [e for e in hashed if hashed[e] == "train" and e not in moved]
+    assert min(split.bucket(salt, f"g{e[1:]}") for e in moved) > max(split.bucket(salt, f"g{e[1:]}") for e in stay)
+    # sticky components never move, even when the split is short of its share
+    previous = {f"g{i:02d}": hashed[f"e{i:02d}"] for i in range(36)}
+    assert split.assign(rows, RATIOS, salt, previous=previous) == hashed
+    # at top_up_below or above, only an empty split is filled (one component each): the pure hash stands
+    large = split.assign(rows, RATIOS, salt, min_groups=5, top_up_below=36)
+    empty = sum(s not in hashed.values() for s in ("val", "test"))
+    assert sum(large[e] != hashed[e] for e in hashed) == empty
