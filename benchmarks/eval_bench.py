@@ -1,9 +1,9 @@
 """Examples per second: the Ray Data batch predictor of ``ray_jobs.evaluate`` vs a one-at-a-time ``generate`` loop.
 
-    .venv/bin/python benchmarks/eval_bench.py [--output-dir data] [--examples 32] [--max-new-tokens 64]
+    .venv/bin/python benchmarks/eval_bench.py [--output-dir data] [--examples 48] [--max-new-tokens 64]
 
-Same model (the dataset stage's tiny base, untrained, so every answer runs the whole token budget: equal work on
-both sides, no luck in where answers stop), same plan-prediction examples (val + test splits, by id), same greedy
+Same model (the embedded tiny base, untrained, so every answer runs the whole token budget: equal work on
+both sides, no luck in where answers stop), same plan-prediction examples (the first N by id of all splits: an untrained model has seen none), same greedy
 decoding without the constraint, same token budget:
 - loop: one process, one model load, ``generate`` on one prompt at a time (all the machine's threads);
 - Ray Data: ``predict_all`` as the evaluate job runs it: ``map_batches`` over an actor pool (``--actors``, one CPU
@@ -29,22 +29,23 @@ import pyarrow.parquet as pq  # noqa: E402
 from pipelines.evaluate.predict import HF, PredictorConfig  # noqa: E402
 from ray_jobs.common import RayConfig, init_ray  # noqa: E402
 from ray_jobs.evaluate import EvaluateConfig, predict_all  # noqa: E402
+from ray_jobs.train import TrainConfig, resolve_base  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--output-dir", default="data")
-    ap.add_argument("--examples", type=int, default=32)
+    ap.add_argument("--examples", type=int, default=48)
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--actors", type=int, default=2)
     args = ap.parse_args()
     out = Path(args.output_dir).resolve()
-    base = out / "models" / "tiny"
     ds_dir = out / "datasets" / "default"
-    if not (base / "config.json").exists() or not (ds_dir / "test.parquet").exists():
-        sys.exit(f"needs {base} and {ds_dir}: run `python -m ray_jobs.pipeline train_enabled=false` first")
-    rows = [r for s in ("val", "test") for r in pq.read_table(ds_dir / f"{s}.parquet").to_pylist()
+    if not (out / "models" / "tiny" / "tokenizer.json").exists() or not (ds_dir / "test.parquet").exists():
+        sys.exit(f"needs {out}/models/tiny and {ds_dir}: run `python -m ray_jobs.pipeline train_enabled=false` first")
+    base, _ = resolve_base(TrainConfig(output_dir=str(out)))  # the embedded tiny base (built once, cached)
+    rows = [r for s in ("train", "val", "test") for r in pq.read_table(ds_dir / f"{s}.parquet").to_pylist()
             if r["task"] == "plan_prediction"]  # fmt: skip
     rows = sorted(rows, key=lambda r: r["example_id"])[: args.examples]
     n = len(rows)

@@ -31,8 +31,10 @@ from pydantic import Field
 
 from pipelines.evaluate import metrics as M
 from pipelines.evaluate import report as html_report
+from pipelines.evaluate import tasks as T
 from pipelines.evaluate.decoding import close_at_budget
-from pipelines.evaluate.predict import PredictorConfig, make, predict_safely
+from pipelines.evaluate.predict import SCHEMA_TASKS, PredictorConfig, make, predict_rows
+from pipelines.train.runs import run_weights
 from ray_jobs.common import RayConfig, init_ray, parse_args, setup_logging, swap_dir
 from schemas.config import Strict
 
@@ -53,6 +55,9 @@ class EvaluateConfig(Strict):
     baselines: list[str] = ["trivial", "static", "base"]  # added before the fine-tuned model
     constrained: list[bool] = [True, False]  # each model predictor with / without the schema-constrained decoder
     predictors: list[PredictorConfig] = []  # more predictors (any kind), after the defaults
+    # the other tasks evaluated when the split has them (pipelines.evaluate.tasks): same predictors, static aside
+    tasks: list[Literal["rego_policy", "terminal_report", "records"]] = ["rego_policy", "terminal_report", "records"]
+    records_metric: T.RecordsMetric = "rouge_l"  # records: rouge_l | token_f1 | exact against the reference
     max_new_tokens: int = Field(512, gt=0)
     batch_size: int = Field(8, gt=0)
     actors: int = Field(1, gt=0)  # actors per model predictor (each loads the model once)
@@ -72,18 +77,15 @@ def default_predictors(cfg: EvaluateConfig) -> list[PredictorConfig]:
     common = {"max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size, "timeout_s": cfg.timeout_s,
               "use_gpu": cfg.use_gpu}  # fmt: skip
     out: list[PredictorConfig] = []
-    adapter = base = method = None
+    run = None
     if cfg.run is not None:
-        run_dir = Path(cfg.output_dir).resolve() / "runs" / cfg.run
-        adapter_cfg = run_dir / "adapter" / "adapter_config.json"
-        if not adapter_cfg.exists():
-            raise SystemExit(f"evaluate: {adapter_cfg} does not exist: train the run first (python -m ray_jobs.train "
-                             f"name={cfg.run}) or set run=<name> / run=null")  # fmt: skip
-        base = json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
-        method = json.loads((run_dir / "train_config.json").read_text())["method"]
-        adapter = str(run_dir / "adapter")
+        try:
+            run = run_weights(Path(cfg.output_dir).resolve() / "runs" / cfg.run)
+        except FileNotFoundError as e:
+            raise SystemExit(f"evaluate: {e}, or set run=<name> / run=null") from None
+    base = run.base if run else None
     for b in cfg.baselines:
-        if b in ("trivial", "static"):
+        if b in ("trivial", "static", "reference"):
             out.append(PredictorConfig(name=b, kind=b, **common))  # type: ignore[arg-type]
         elif b == "base":
             if base is None:
@@ -91,11 +93,11 @@ def default_predictors(cfg: EvaluateConfig) -> list[PredictorConfig]:
             for c in cfg.constrained:
                 out.append(PredictorConfig(name=_label("base", c), kind="hf", model=base, constrained=c, **common))
         else:
-            raise SystemExit(f"evaluate: unknown baseline {b!r}; choose from trivial, static, base")
-    if adapter is not None:
+            raise SystemExit(f"evaluate: unknown baseline {b!r}; choose from trivial, static, base, reference")
+    if run is not None:
         for c in cfg.constrained:
             name = _label("fine-tuned", c)
-            tuned = {"model": base, "adapter": adapter, "method": method or "lora", "constrained": c}
+            tuned = {"model": run.model, "adapter": run.adapter, "method": run.method, "constrained": c}
             out.append(PredictorConfig(name=name, kind="hf", **tuned, **common))
     return out + list(cfg.predictors)
 
@@ -164,8 +166,7 @@ class PredictUDF:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
-        prompts = [r["messages"][:-1] for r in rows]
-        preds = predict_safely(self.predictor, prompts, self.cfg.timeout_s)
+        preds = predict_rows(self.predictor, self.cfg, rows)
         out = []
         for r, p in zip(rows, preds, strict=True):
             truth_text = r["messages"][-1]["content"]
@@ -199,6 +200,22 @@ class PredictUDF:
         return pa.Table.from_pylist(out, schema=PREDICTIONS)
 
 
+def _predict_on(ds: Any, udf: type, pc: PredictorConfig, cfg: EvaluateConfig, **kwargs: Any) -> Any:
+    """``ds`` through one predictor: an actor pool (one model load each; one CPU, or a GPU), batches of prompts."""
+    import ray
+
+    model = pc.kind == "hf"
+    return ds.map_batches(
+        udf,
+        fn_constructor_kwargs={"cfg": pc.model_dump(), **kwargs},
+        batch_size=pc.batch_size,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=cfg.actors if model else 1),
+        num_cpus=1 if model else 0.5,
+        num_gpus=1 if (model and pc.use_gpu) else 0,
+    )
+
+
 def predict_all(cfg: EvaluateConfig, predictors: Sequence[PredictorConfig]) -> pa.Table:
     import ray
     from ray.data.expressions import col
@@ -212,19 +229,154 @@ def predict_all(cfg: EvaluateConfig, predictors: Sequence[PredictorConfig]) -> p
         ds = ds.limit(cfg.limit)
     ds = ds.materialize()
     tables = []
+    if ds.count() == 0:  # no plan-prediction example (a dataset of the other tasks): no actor starts
+        return PREDICTIONS.empty_table()
     for pc in predictors:
-        model = pc.kind == "hf"
-        out = ds.map_batches(
-            PredictUDF,
-            fn_constructor_kwargs={"cfg": pc.model_dump()},
-            batch_size=pc.batch_size,
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=cfg.actors if model else 1),
-            num_cpus=1 if model else 0.5,
-            num_gpus=1 if (model and pc.use_gpu) else 0,
-        )
-        tables.append(out.to_arrow_refs())
-    return pa.concat_tables([t for refs in tables for t in ray.get(refs)])
+        tables.append(_predict_on(ds, PredictUDF, pc, cfg).to_arrow_refs())
+    return pa.concat_tables([PREDICTIONS.empty_table(), *(t for refs in tables for t in ray.get(refs))])
+
+
+TASK_PREDICTIONS = pa.schema(
+    [
+        ("example_id", pa.string()),
+        ("predictor", pa.string()),
+        ("task", pa.string()),
+        ("subtask", pa.string()),
+        ("provider", pa.string()),
+        ("truth", pa.string()),
+        ("text", pa.string()),
+        ("finished", pa.bool_()),
+        ("error", pa.string()),
+        ("status", pa.string()),  # ok | invalid | cut | error | a rego checker status (compile_error, ...)
+        ("valid", pa.bool_()),  # schema-valid (terminal_report); null where the task has no schema
+        ("score", pa.float64()),
+        ("reason", pa.string()),
+        ("latency_s", pa.float64()),
+        ("prompt_tokens", pa.int32()),
+        ("completion_tokens", pa.int32()),
+    ]
+)
+
+
+class TaskUDF:
+    """The other tasks: one predictor per actor, each answer scored with ``pipelines.evaluate.tasks``."""
+
+    def __init__(self, cfg: dict[str, Any], reference_tests: dict[str, str], records_metric: str) -> None:
+        self.cfg = PredictorConfig(**cfg)
+        self.predictor = make(self.cfg)
+        self.tests = reference_tests  # query_id → the write_tests reference answer (scores write_policy answers)
+        self.records_metric = records_metric
+
+    def score(self, r: Mapping[str, Any], text: str) -> T.TaskScore:
+        truth = r["messages"][-1]["content"]
+        if r["task"] == "terminal_report":
+            return T.score_terminal_report(text, truth)
+        if r["task"] == "records":
+            return T.score_records(text, truth, self.records_metric)  # type: ignore[arg-type]
+        user = next((m["content"] for m in reversed(r["messages"]) if m["role"] == "user"), "")
+        query_id = json.loads(r["labels"] or "{}").get("query_id", "")
+        return T.score_rego(r["subtask"], text, user, self.tests.get(query_id))
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = batch.to_pylist()
+        out = []
+        for r, p in zip(rows, predict_rows(self.predictor, self.cfg, rows), strict=True):
+            s = T.TaskScore(0.0, "error", None, p.error) if p.error else self.score(r, p.text)
+            if s.status == "invalid" and not p.finished:
+                s = T.TaskScore(0.0, "cut", s.valid, f"ran into the token budget; {s.reason}")
+            out.append(
+                {
+                    "example_id": r["example_id"],
+                    "predictor": self.cfg.name,
+                    "task": r["task"],
+                    "subtask": r["subtask"],
+                    "provider": r["provider"],
+                    "truth": r["messages"][-1]["content"],
+                    "text": p.text,
+                    "finished": p.finished,
+                    "error": p.error,
+                    "status": s.status,
+                    "valid": s.valid,
+                    "score": s.score,
+                    "reason": s.reason,
+                    "latency_s": p.latency_s,
+                    "prompt_tokens": p.prompt_tokens,
+                    "completion_tokens": p.completion_tokens,
+                }
+            )
+        return pa.Table.from_pylist(out, schema=TASK_PREDICTIONS)
+
+
+def task_rows(cfg: EvaluateConfig) -> list[dict[str, Any]]:
+    """The split's examples of ``cfg.tasks`` (the first ``limit`` of each task by id when set)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    if not cfg.tasks:
+        return []
+    table = pq.read_table(split_path(cfg))
+    table = table.filter(pc.is_in(table["task"], pa.array(cfg.tasks))).sort_by("example_id")
+    rows, seen = [], Counter[str]()
+    for r in table.to_pylist():
+        seen[r["task"]] += 1
+        if cfg.limit is None or seen[r["task"]] <= cfg.limit:
+            rows.append(r)
+    return rows
+
+
+def reference_tests(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """query_id → the reference answer of that query's write_tests example (both subtasks share a split)."""
+    return {json.loads(r["labels"] or "{}").get("query_id", ""): r["messages"][-1]["content"]
+            for r in rows if r["task"] == "rego_policy" and r["subtask"] == "write_tests"}  # fmt: skip
+
+
+def for_task(pc: PredictorConfig, task: str) -> PredictorConfig | None:
+    """The predictor as it runs on ``task``: the static planner sits the other tasks out; a constrained model
+    follows the task's schema, and runs only where the task has one (its free twin covers the rest)."""
+    if pc.kind == "static" or (pc.constrained and task not in SCHEMA_TASKS):
+        return None
+    return pc.model_copy(update={"task": task})
+
+
+def predict_tasks(cfg: EvaluateConfig, predictors: Sequence[PredictorConfig]) -> pa.Table:
+    import ray
+
+    rows = task_rows(cfg)
+    if not rows:
+        return TASK_PREDICTIONS.empty_table()
+    # from the whole split: ``limit`` may keep a query's write_policy example and leave its write_tests one out
+    tests = reference_tests(task_rows(cfg.model_copy(update={"limit": None, "tasks": ["rego_policy"]})))
+    refs = []
+    for task in sorted({r["task"] for r in rows}):
+        ds = ray.data.from_items([r for r in rows if r["task"] == task])
+        for pc0 in predictors:
+            pc = for_task(pc0, task)
+            if pc is None:
+                continue
+            kwargs = {"reference_tests": tests, "records_metric": cfg.records_metric}
+            refs += _predict_on(ds, TaskUDF, pc, cfg, **kwargs).to_arrow_refs()
+    return pa.concat_tables([TASK_PREDICTIONS.empty_table(), *ray.get(refs)])
+
+
+def compute_task_metrics(table: pa.Table, order: Sequence[str]) -> dict[str, Any]:
+    """task → predictor → {n, score, pass_rate, valid_rate, status, by_subtask}, predictors in ``order``."""
+    by: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for r in table.to_pylist():
+        by.setdefault(r["task"], {}).setdefault(r["predictor"], []).append(r)
+    out: dict[str, Any] = {}
+    for task in sorted(by):
+        out[task] = {}
+        for name in [n for n in order if n in by[task]]:
+            rs = sorted(by[task][name], key=lambda r: r["example_id"])
+            scores = [T.TaskScore(r["score"], r["status"], r["valid"], r["reason"]) for r in rs]
+            subs = sorted({r["subtask"] for r in rs})
+            out[task][name] = {
+                **T.summarize(scores),
+                "by_subtask": {
+                    k: T.summarize([s for s, r in zip(scores, rs, strict=True) if r["subtask"] == k]) for k in subs if k
+                },
+            }
+    return out
 
 
 # ---------------------------------------------------------------- metrics
@@ -242,6 +394,8 @@ def compute_metrics(table: pa.Table, cfg: EvaluateConfig, order: Sequence[str]) 
         by_pred[r["predictor"]].append(r)
     out: dict[str, Any] = {"split": cfg.split, "task": TASK, "n_examples": len({r["example_id"] for r in rows}),
                            "predictors": {}}  # fmt: skip
+    if not rows:
+        return out
     for name, rs in by_pred.items():
         rs.sort(key=lambda r: r["example_id"])
         parsed = [_parsed(r) for r in rs]
@@ -307,7 +461,12 @@ def run(cfg: EvaluateConfig) -> dict[str, Any]:
     tmp.mkdir(parents=True, exist_ok=True)
     table = table.sort_by([("predictor", "ascending"), ("example_id", "ascending")])
     pq.write_table(table, tmp / "predictions.parquet")
+    others = predict_tasks(cfg, predictors).sort_by([("task", "ascending"), ("predictor", "ascending"),
+                                                     ("example_id", "ascending")])  # fmt: skip
+    pq.write_table(others, tmp / "task_predictions.parquet")
     m = compute_metrics(table, cfg, names)
+    m["tasks"] = compute_task_metrics(others, names)
+    m["records_metric"] = cfg.records_metric
     m["duration_s"] = round(time.monotonic() - start, 1)
     (tmp / "metrics.json").write_text(json.dumps(m, indent=2, sort_keys=True))
     html_report.write(tmp / "report.html", m, table.to_pylist(), title=f"tfpredict evaluation: {cfg.name}")
@@ -330,7 +489,13 @@ def format_summary(m: Mapping[str, Any]) -> str:
     if "reference" in m:
         d = ", ".join(f"{n} {v['micro_f1']:+.3f}" for n, v in m["deltas"].items())
         lines.append(f"  {m['reference']} micro F1 minus: {d}")
-    lines.append(f"  wrote {m['report_dir']}/{{report.html,predictions.parquet,metrics.json}}  ({m['duration_s']} s)")
+    for task, preds in m.get("tasks", {}).items():
+        n = next(iter(preds.values()))["n"] if preds else 0
+        lines.append(f"  {task} ({n} examples): " + ", ".join(
+            f"{name} {p['score']:.3f}" + (f" (valid {p['valid_rate']:.2f})" if p["valid_rate"] is not None else "")
+            for name, p in preds.items()))  # fmt: skip
+    lines.append(f"  wrote {m['report_dir']}/{{report.html,predictions.parquet,task_predictions.parquet,metrics.json}}"
+                 f"  ({m['duration_s']} s)")  # fmt: skip
     return "\n".join(lines)
 
 

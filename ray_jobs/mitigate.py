@@ -14,9 +14,9 @@ stage builds plan-prediction examples from it (with its augmentations), and the 
 (``SLICE_OF_ERROR``: wrong action → change examples, expansion → examples whose plan has count/for_each
 instances, module address → examples with module addresses; anything else → every example) are kept, mixed with
 ``replay`` examples of the original train split so the model does not forget the rest. Training continues from
-the last adapter (``init_adapter``) with the original run's settings. ``reports/<name>/rounds.{json,md}`` holds
-the round table: micro F1, the weakest category and its errors, and the F1 of the slice the previous round
-targeted, before and after.
+the last model (a LoRA run's adapter through ``init_adapter``, a full run's weights as the new base) with the
+original run's settings. ``reports/<name>/rounds.{json,md}`` holds the round table: micro F1, the weakest
+category and its errors, and the F1 of the slice the previous round targeted, before and after.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from pydantic import Field
 
 from pipelines.collect.synthetic.config import SyntheticConfig
 from pipelines.evaluate import metrics as M
+from pipelines.train.runs import run_weights
 from ray_jobs import build_dataset as build_job
 from ray_jobs import collect as collect_job
 from ray_jobs import evaluate as evaluate_job
@@ -93,7 +94,8 @@ def targeted(rows: Sequence[Mapping[str, Any]], slice_name: str, k: int, seed: i
 # ---------------------------------------------------------------- the stages of one round
 def evaluate_round(cfg: MitigateConfig, k: int, run: str) -> dict[str, Any]:
     overrides = {"name": f"{cfg.name}-round-{k}", "output_dir": cfg.output_dir, "dataset": cfg.dataset,
-                 "split": cfg.split, "run": run, "baselines": [], "constrained": [True], **cfg.evaluate}  # fmt: skip
+                 "split": cfg.split, "run": run, "baselines": [], "constrained": [True], "tasks": [],
+                 **cfg.evaluate}  # fmt: skip
     ecfg = evaluate_job.EvaluateConfig.model_validate({**overrides, "ray": cfg.ray.model_dump()})
     return evaluate_job.run(ecfg)["predictors"][REFERENCE]
 
@@ -144,32 +146,38 @@ def _tokenizer(cfg: MitigateConfig) -> Path:
     return Path(cfg.output_dir).resolve() / "models" / "tiny"
 
 
-def train_round(cfg: MitigateConfig, k: int, run: str, data: Path) -> tuple[str, dict[str, Any]]:
-    """Continue ``run``'s adapter on ``data`` with the run's own settings (and ``cfg.train``) → the new run."""
+def round_config(cfg: MitigateConfig, k: int, run: str, data: Path) -> train_job.TrainConfig:
+    """Round k's train config: ``run``'s own settings (and ``cfg.train``) on ``data``; a LoRA/QLoRA run's adapter
+    continues (``init_adapter``) on the same base, a full fine-tune's model becomes the base."""
     out = Path(cfg.output_dir).resolve()
     prev = out / "runs" / run
     settings = json.loads((prev / "train_config.json").read_text())
-    base = json.loads((prev / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"]
-    new = f"{cfg.name}-r{k + 1}"
-    settings.update({"name": new, "output_dir": str(out), "dataset_dir": str(data), "tasks": None,
-                     "max_examples": None, "base_model": base, "init_adapter": str(prev / "adapter"),
-                     "ray": cfg.ray.model_dump()})  # fmt: skip
+    weights = run_weights(prev)
+    settings.update({"name": f"{cfg.name}-r{k + 1}", "output_dir": str(out), "dataset_dir": str(data),
+                     "tasks": None, "max_examples": None, "base_model": weights.model,
+                     "init_adapter": weights.adapter, "ray": cfg.ray.model_dump()})  # fmt: skip
     settings.update(cfg.train)
-    tcfg = train_job.TrainConfig.model_validate(settings)
+    return train_job.TrainConfig.model_validate(settings)
+
+
+def train_round(cfg: MitigateConfig, k: int, run: str, data: Path) -> tuple[str, dict[str, Any]]:
+    """Train round k (``round_config``) → the new run's name and what it reached."""
+    tcfg = round_config(cfg, k, run, data)
     bad = train_job.problems(tcfg)
     if bad:
         raise SystemExit("mitigate: the round's train config has problems:\n  " + "\n  ".join(bad))
     s = train_job.run(tcfg)
-    return new, {"steps": s["final"].get("step"), "best_eval_loss": s["final"].get("best_eval_loss")}
+    return tcfg.name, {"steps": s["final"].get("step"), "best_eval_loss": s["final"].get("best_eval_loss")}
 
 
 # ---------------------------------------------------------------- the loop
 def run(cfg: MitigateConfig) -> dict[str, Any]:
     start = time.monotonic()
     out = Path(cfg.output_dir).resolve()
-    if not (out / "runs" / cfg.run / "adapter" / "adapter_config.json").exists():
-        raise SystemExit(f"mitigate: {out / 'runs' / cfg.run / 'adapter'} does not exist: train the run first "
-                         f"(python -m ray_jobs.train name={cfg.run}) or set run=<name>")  # fmt: skip
+    try:
+        run_weights(out / "runs" / cfg.run)
+    except FileNotFoundError as e:
+        raise SystemExit(f"mitigate: {e}, or set run=<name>") from None
     init_ray(cfg.ray)
     rounds: list[dict[str, Any]] = []
     run_name, target, stop = cfg.run, None, ""

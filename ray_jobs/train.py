@@ -459,6 +459,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     run_dir = storage / cfg.name
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "train_config.json").write_text(json.dumps(cfg.model_dump(), indent=2, sort_keys=True))
+    (run_dir / "base.json").write_text(json.dumps({"base_model": base}))  # what ``base_model`` resolved to
 
     trainer = TorchTrainer(
         _train_loop,

@@ -1,12 +1,17 @@
 """Predictors: a batch of chat prompts in, one ``Prediction`` per prompt out, never an exception per example.
 
-- ``trivial``: the empty answer (``{"resource_changes":[]}``), the floor every model must beat;
+- ``trivial``: the empty answer (``{"resource_changes":[]}``; for the other tasks ``""``), the floor every model
+  must beat;
+- ``reference``: the example's own reference answer, the ceiling of every metric (a check that scoring accepts
+  the truth: it must score 1 everywhere);
 - ``static``: the HCL-only static planner on the files *shown in the prompt* (the model's own input, so the
   comparison is fair: what the prompt omits, the planner does not see either);
 - ``hf``: a causal LM — a base model, a train run's adapter (on its base) or a merged model — with batched
   greedy generation, left padding, and optionally the schema-constrained decoder;
 - ``openai``: any OpenAI-compatible endpoint (our Serve app, vLLM), ``response_format`` json_schema when
   constrained.
+``task`` says which task's answers a predictor writes: the constrained decoder follows that task's schema
+(``plan_prediction``: the plan grammar; ``terminal_report``: its JSON Schema; the others have none).
 A predictor that raises on a batch is retried one prompt at a time; a prompt that still raises, or that runs past
 ``timeout_s``, gets an error row (``error`` set, counted as a miss), and the rest of the batch goes on.
 """
@@ -22,12 +27,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from schemas.config import Strict
 
 logger = logging.getLogger("tfpredict.evaluate")
 Messages = Sequence[Mapping[str, Any]]
+SCHEMA_TASKS = ("plan_prediction", "terminal_report")  # tasks whose answers have a schema to constrain to
 EMPTY = json.dumps({"resource_changes": []}, separators=(",", ":"))
 
 
@@ -46,18 +52,30 @@ class Prediction:
 
 class PredictorConfig(Strict):
     name: str  # the column label in the report, e.g. "fine-tuned"
-    kind: Literal["trivial", "static", "hf", "openai"]
+    kind: Literal["trivial", "static", "hf", "openai", "reference"]
     model: str | None = None  # hf: base model dir or hub id; openai: the model name to request
     adapter: str | None = None  # hf: a PEFT adapter directory (loaded on ``model``)
     method: Literal["qlora", "lora", "full"] = "lora"  # how the adapter was trained (qlora loads the base 4-bit)
     base_url: str | None = None  # openai: e.g. http://127.0.0.1:8000/v1
     api_key_env: str = "OPENAI_API_KEY"  # openai: the environment variable holding the key
     constrained: bool = False  # schema-constrained decoding (hf: xgrammar; openai: response_format)
+    task: Literal["plan_prediction", "terminal_report", "rego_policy", "records"] = "plan_prediction"
+    # constrained plan answers (hf): "prompt": every address identifier and string key is a word of the prompt
+    # (decoding.prompt_plan_grammar); "any": any well-formed address. OpenAI endpoints get the JSON Schema only.
+    addresses: Literal["prompt", "any"] = "prompt"
     max_new_tokens: int = Field(512, gt=0)
     batch_size: int = Field(8, gt=0)
     timeout_s: float = Field(300.0, gt=0)  # per example
     compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     use_gpu: bool = False
+
+    @model_validator(mode="after")
+    def _fits_task(self) -> PredictorConfig:
+        if self.constrained and self.task not in SCHEMA_TASKS:
+            raise ValueError(f"constrained: {self.task} has no answer schema; constrain only {list(SCHEMA_TASKS)}")
+        if self.kind == "static" and self.task != "plan_prediction":
+            raise ValueError("kind static (the HCL planner) only answers plan_prediction")
+        return self
 
 
 class Predictor:
@@ -66,8 +84,18 @@ class Predictor:
 
 
 class Trivial(Predictor):
+    def __init__(self, task: str = "plan_prediction") -> None:
+        self.text = EMPTY if task == "plan_prediction" else ""
+
     def predict(self, prompts: Sequence[Messages]) -> list[Prediction]:
-        return [Prediction(text=EMPTY) for _ in prompts]
+        return [Prediction(text=self.text) for _ in prompts]
+
+
+class Reference(Predictor):
+    """The reference answer itself; it needs the whole example, so ``predict_rows`` answers for it."""
+
+    def predict(self, prompts: Sequence[Messages]) -> list[Prediction]:
+        raise TypeError("the reference predictor answers from the examples' own answers: use predict_rows")
 
 
 _FILE = re.compile(r"^# file: (.+)$", re.M)
@@ -137,10 +165,18 @@ class HF(Predictor):
         # constrained: keep back the tokens that closing a cut answer takes, so the closed answer fits the budget
         self.budget = max(1, cfg.max_new_tokens - (CLOSE_RESERVE if cfg.constrained else 0))
 
+    def processor(self, prompts: Sequence[Messages]) -> Any:
+        from pipelines.evaluate.decoding import json_schema_processor, load_schema, plan_processor
+
+        if self.cfg.task == "plan_prediction":
+            users = None
+            if self.cfg.addresses == "prompt":
+                users = ["\n".join(m["content"] for m in p if m["role"] != "assistant") for p in prompts]
+            return plan_processor(self.tok, self.vocab, len(prompts), prompts=users)
+        return json_schema_processor(self.tok, load_schema(self.cfg.task), self.vocab, len(prompts))
+
     def predict(self, prompts: Sequence[Messages]) -> list[Prediction]:
         import torch
-
-        from pipelines.evaluate.decoding import plan_processor
 
         ids = [
             list(self.tok.apply_chat_template(list(p), add_generation_prompt=True, tokenize=True, return_dict=False))
@@ -149,7 +185,11 @@ class HF(Predictor):
         width = max(len(x) for x in ids)
         input_ids = torch.tensor([[self.pad] * (width - len(x)) + x for x in ids], device=self.device)
         mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device)
-        procs = [plan_processor(self.tok, self.vocab, len(ids))] if self.cfg.constrained else []
+        procs = [self.processor(prompts)] if self.cfg.constrained else []
+        if self.cfg.constrained and self.cfg.task == "plan_prediction":
+            from pipelines.evaluate.decoding import SortedAddresses
+
+            procs.append(SortedAddresses(self.tok, self.vocab, width))  # after the grammar: sorted, no repeats
         t0 = time.perf_counter()
         with torch.no_grad():
             out = self.model.generate(
@@ -197,7 +237,7 @@ class OpenAI(Predictor):
 
         fmt: dict[str, Any] | None = None
         if self.cfg.constrained:
-            fmt = {"type": "json_schema", "json_schema": {"name": "plan", "schema": load_schema("plan_prediction")}}
+            fmt = {"type": "json_schema", "json_schema": {"name": self.cfg.task, "schema": load_schema(self.cfg.task)}}
         out = []
         for p in prompts:
             t0 = time.perf_counter()
@@ -223,7 +263,16 @@ class OpenAI(Predictor):
 
 
 def make(cfg: PredictorConfig) -> Predictor:
-    return {"trivial": lambda c: Trivial(), "static": lambda c: Static(), "hf": HF, "openai": OpenAI}[cfg.kind](cfg)
+    kinds: dict[str, Any] = {"trivial": lambda c: Trivial(c.task), "static": lambda c: Static(), "hf": HF,
+                             "openai": OpenAI, "reference": lambda c: Reference()}  # fmt: skip
+    return kinds[cfg.kind](cfg)
+
+
+def predict_rows(predictor: Predictor, cfg: PredictorConfig, rows: Sequence[Mapping[str, Any]]) -> list[Prediction]:
+    """One prediction per example row (its ``messages`` end with the reference answer, which the prompt drops)."""
+    if isinstance(predictor, Reference):
+        return [Prediction(text=r["messages"][-1]["content"]) for r in rows]
+    return predict_safely(predictor, [r["messages"][:-1] for r in rows], cfg.timeout_s)
 
 
 def predict_safely(predictor: Predictor, prompts: Sequence[Messages], timeout_s: float) -> list[Prediction]:

@@ -188,6 +188,31 @@ def _constrained_table(m: Mapping[str, Any]) -> str:
     )
 
 
+def _tasks_table(m: Mapping[str, Any]) -> str:
+    """The other tasks: mean score, pass rate and valid rate per predictor (pipelines.evaluate.tasks)."""
+    tasks = m.get("tasks") or {}
+    if not tasks:
+        return '<p class="muted">No other task in this split (or none asked for).</p>'
+    out = ['<table><tr><th class="l">task</th><th class="l">predictor</th><th>n</th><th>score</th><th>pass</th>'
+           '<th>valid</th><th class="l">status</th></tr>']  # fmt: skip
+    for task, preds in tasks.items():
+        for name, p in preds.items():
+            status = ", ".join(f"{k} {v}" for k, v in p["status"].items())
+            valid = _pct(p["valid_rate"]) if p["valid_rate"] is not None else "–"
+            out.append(f'<tr><td class="l">{html.escape(task)}</td><td class="l">{html.escape(name)}</td>'
+                       f"<td>{p['n']}</td><td>{p['score']:.3f}</td><td>{_pct(p['pass_rate'])}</td><td>{valid}</td>"
+                       f'<td class="l">{html.escape(status)}</td></tr>')  # fmt: skip
+    return (
+        "\n".join(out)
+        + "</table>"
+        + (
+            '<p class="muted">rego_policy: the query compiles and passes its tests (score 1) or not; terminal_report: '
+            "schema-valid, then field-level token overlap with the reference; records: reference overlap "
+            f"({html.escape(str(m.get('records_metric', 'rouge_l')))}).</p>"
+        )
+    )
+
+
 def _pretty(text: str) -> str:
     """A plan answer with one change per line (easy to compare side by side); any other text as it is."""
     try:
@@ -227,6 +252,9 @@ def render(m: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], *, title: st
     matplotlib.use("Agg")
     from pipelines.evaluate.metrics import ERRORS
 
+    if not m["predictors"]:
+        none = '<p class="muted">No plan-prediction example in this split.</p>'
+        return _page(m, title, "", [("Plan prediction", none), ("Other tasks", _tasks_table(m))])
     names = list(m["predictors"])
     ref = m.get("reference") or next((n for n in names if n not in ("trivial", "static")), names[0] if names else "")
     providers = sorted({k for p in m["predictors"].values() for k in p["by_provider"]})
@@ -252,14 +280,19 @@ def render(m: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], *, title: st
          if ref in m["predictors"] and m["predictors"][ref]["confusion"] else "<p>No valid answers.</p>"),
         ("Input length vs F1", _img(_length_plot(rows, names), "input length vs F1")),
         (f"Worst examples of {ref}", _worst(rows, ref, worst)),
+        ("Other tasks", _tasks_table(m)),
     ]  # fmt: skip
+    return _page(m, title, ref, sections)
+
+
+def _page(m: Mapping[str, Any], title: str, ref: str, sections: Sequence[tuple[str, str]]) -> str:
     body = "\n".join(f"<h2>{html.escape(h)}</h2>\n{c}" for h, c in sections)
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"
         f'<h1>{html.escape(title)}</h1><p class="muted">{m["n_examples"]} {html.escape(m["task"])} examples of the '
-        f"{html.escape(m['split'])} split; reference: {html.escape(ref)}. Ground truth: terraform plan.</p>"
+        f"{html.escape(m['split'])} split; reference: {html.escape(ref or '–')}. Ground truth: terraform plan.</p>"
         f"{body}</body></html>\n"
     )
 

@@ -208,3 +208,127 @@ def test_the_terminal_report_schema_constrains_too(tiny_model_dir: Path) -> None
             outcomes.append("prefix")
     print("terminal-report answers:", outcomes)
     assert len(outcomes) == 3
+
+
+def _matcher(tok: object, vocab: int, prompt: str) -> object:
+    import xgrammar as xgr
+
+    from pipelines.evaluate.decoding import _compiled_grammar, prompt_plan_grammar
+
+    return xgr.GrammarMatcher(_compiled_grammar(tok, vocab, tuple(stop_ids(tok)), prompt_plan_grammar(prompt)))
+
+
+def _one(addr: str, actions: tuple[str, ...] = ("create",)) -> str:
+    return json.dumps({"resource_changes": [{"actions": list(actions), "address": addr}]}, sort_keys=True,
+                      separators=(",", ":"))  # fmt: skip
+
+
+PROMPT = """# file: main.tf
+module "queue" {
+  source   = "./modules/queue"
+  for_each = toset(["emails", "a | b ::= c"])
+}
+resource "null_resource" "app" {
+  count = 2
+}
+resource "terraform_data" "map" {
+  for_each = { web = 1, api = 2 }
+}
+# changes since the applied commit
+-resource "null_resource" "gone" {}
+"""
+
+
+def test_prompt_addresses_admit_what_the_code_declares_and_nothing_it_does_not(tiny_model_dir: Path) -> None:
+    tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    vocab = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)).config.vocab_size
+
+    def admitted(addr: str) -> bool:
+        m = _matcher(tok, vocab, PROMPT)
+        return bool(m.accept_string(_one(addr)) and m.is_completed())  # type: ignore[attr-defined]
+
+    for ok in ["null_resource.app[0]", "null_resource.app[12]", 'module.queue["emails"].null_resource.queue',
+               'terraform_data.map["web"]',  # a bare map key is a word of the prompt
+               'module.queue["a | b ::= c"].terraform_data.map',  # grammar syntax inside a key is just text
+               "null_resource.gone",  # deleted: only the diff still names it
+               "module.queue.module.queue.module.queue.module.queue.null_resource.app"]:  # 4 levels  # fmt: skip
+        assert admitted(ok), ok
+    for bad in ["null_resource.application",  # a longer identifier: no looping inside a word
+                "null_resource.appapp", "aws_s3_bucket.app",  # words the prompt lacks
+                'null_resource.app["nope"]', 'null_resource.app["emails ', "null_resource.app[x]",
+                "null_resource.app[123456]",
+                "module.queue.module.queue.module.queue.module.queue.module.queue.null_resource.app",  # 5 deep
+                "null_resource"]:  # fmt: skip
+        assert not admitted(bad), bad
+    # the whole dataset's truth stays writable: every plan answer of the evaluate tests' corpus is checked in
+    # tests/ray_jobs/test_evaluate.py; here, a quote or backslash in the prompt cannot break the grammar
+    m = _matcher(tok, vocab, PROMPT + 'x = "q\\"uote" "back\\\\slash" "\\u00e9" ""\n')
+    assert m.accept_string(_one("null_resource.app"))  # type: ignore[attr-defined]
+
+
+def test_the_untrained_model_writes_only_prompt_words_in_addresses(tiny_model_dir: Path) -> None:
+    """The random base under the prompt grammar: every answer is valid (closed at the budget when cut) and every
+    identifier and key of every address it writes appears in its prompt."""
+    import re
+
+    from pipelines.evaluate.decoding import _WORD
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float32).eval()
+    stops = stop_ids(tok)
+    n_changes = 0
+    for i in range(4):
+        prompt = PROMPT.replace("app", f"app{i}")
+        msgs = [{"role": "user", "content": prompt}]
+        ids = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        proc = plan_processor(tok, model.config.vocab_size, 1, prompts=[prompt])
+        with torch.no_grad():
+            out = model.generate(**ids, max_new_tokens=80, do_sample=False, logits_processor=[proc],
+                                 eos_token_id=stops, pad_token_id=tok.pad_token_id)  # fmt: skip
+        gen = out[0, ids["input_ids"].size(1) :].tolist()
+        text = tok.decode([t for t in gen if t not in stops])
+        answer, _ = answer_of(text, finished(gen, stops), constrained=True)
+        changes, err = parse_prediction(answer)
+        assert err is None, (text, err)
+        words = set(_WORD.findall(prompt)) | set(re.findall(r'"([^"]*)"', prompt))
+        for c in changes or []:
+            n_changes += 1
+            parts = re.split(r'[.\[\]"]+', c["address"])
+            assert all(p in words or p.isdigit() for p in parts if p), (c["address"], prompt)
+    assert n_changes > 0  # it wrote addresses, so the check above bit
+
+
+def test_sorted_addresses_by_hand() -> None:
+    from pipelines.evaluate.decoding import address_state, can_exceed
+
+    head = '{"resource_changes":[{"actions":["create"],"address":"b.x[\\"k\\"]"},{"actions":["create"],"address":"'
+    assert address_state('{"resource_changes":[{"actions":["create"],"address":"a.b') is None  # no previous change
+    assert address_state(head + 'b.y"}') is None  # the address closed
+    assert address_state(head + "b.") == ('b.x["k"]', "b.")  # the previous one unescaped
+    prev = 'b.x["k"]'
+    assert can_exceed("b.", prev) and can_exceed("b.x[", prev) and can_exceed("c", prev)
+    assert not can_exceed("a", prev) and not can_exceed("b.w", prev)
+    assert not can_exceed('b.x[\\"k\\"]"', prev)  # the same address again, closing
+    assert can_exceed('b.x[\\"k\\"].c"', prev) and can_exceed('b.x[\\"l', prev)
+    assert not can_exceed('b.x[\\"a', prev)
+    assert can_exceed("b.x[\\", prev)  # a half-written escape: undecided, kept
+    # raw order, not escaped order: '"' (0x22) sorts before '0' though '\\' (0x5c) sorts after it
+    assert not can_exceed('b.x[0]"', "b.x[1]") and can_exceed('b.x[0]"', 'b.x["k"]')
+
+
+def test_with_sorted_addresses_the_untrained_model_never_repeats_a_change(tiny_model_dir: Path) -> None:
+    """The random base under the prompt grammar and SortedAddresses, through the HF predictor: every answer is
+    valid and its addresses strictly increase (the canonical order)."""
+    from pipelines.evaluate.predict import HF, PredictorConfig
+
+    prompts = [[{"role": "user", "content": PROMPT.replace("app", f"app{i}")}] for i in range(4)]
+    pc = PredictorConfig(name="b", kind="hf", model=str(tiny_model_dir), constrained=True, max_new_tokens=120)
+    n_changes = 0
+    for p in HF(pc).predict(prompts):
+        answer, _ = answer_of(p.text, p.finished, constrained=True)
+        changes, err = parse_prediction(answer)
+        assert err is None, p.text
+        addrs = [c["address"] for c in changes or []]
+        assert addrs == sorted(set(addrs)), p.text
+        n_changes += len(addrs)
+    assert n_changes >= 4  # it did write changes, several in some answer

@@ -86,3 +86,47 @@ def test_a_raising_or_hanging_predictor_gives_error_rows_and_the_rest_answer() -
     ]
     assert [g.text for g in got] == [EMPTY, "", EMPTY, "", EMPTY]
     assert not got[1].finished and not got[3].finished
+
+
+def test_predictor_configs_fit_their_task_and_the_reference_answers_from_the_rows() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from pipelines.evaluate.predict import PredictorConfig, make, predict_rows
+
+    for bad, why in [
+        ({"kind": "hf", "model": "m", "constrained": True, "task": "records"}, "records has no answer schema"),
+        ({"kind": "hf", "model": "m", "constrained": True, "task": "rego_policy"}, "rego_policy has no answer schema"),
+        ({"kind": "static", "task": "terminal_report"}, "only answers plan_prediction"),
+    ]:
+        with pytest.raises(ValidationError, match=why):
+            PredictorConfig(name="x", **bad)
+    assert Trivial().predict([[]])[0].text == EMPTY and Trivial("records").predict([[]])[0].text == ""
+    rows = [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": f"answer {i}"}]}
+            for i in range(3)]  # fmt: skip
+    ref = PredictorConfig(name="reference", kind="reference")
+    assert [p.text for p in predict_rows(make(ref), ref, rows)] == ["answer 0", "answer 1", "answer 2"]
+    triv = PredictorConfig(name="trivial", kind="trivial", task="terminal_report")
+    assert [p.text for p in predict_rows(make(triv), triv, rows)] == ["", "", ""]
+
+
+def test_a_constrained_model_follows_its_tasks_schema(tiny_model_dir: Path) -> None:
+    """task=terminal_report: every finished answer of the untrained model validates against that schema, not
+    the plan's; the plan predictor on the same prompt writes plan JSON."""
+    import json
+
+    import jsonschema
+
+    from pipelines.evaluate.decoding import load_schema
+    from pipelines.evaluate.predict import HF, PredictorConfig
+
+    prompt = [[{"role": "user", "content": "$ terraform plan\nPlan: 3 to add.\nReport this session."}]]
+    common = {"kind": "hf", "model": str(tiny_model_dir), "constrained": True, "max_new_tokens": 200}
+    term = HF(PredictorConfig(name="t", task="terminal_report", **common)).predict(prompt)[0]
+    plan = HF(PredictorConfig(name="p", **common)).predict(prompt)[0]
+    assert plan.text.startswith('{"resource_changes":[')
+    assert term.text.startswith("{") and not term.text.startswith('{"resource_changes"')
+    if term.finished:
+        jsonschema.validate(json.loads(term.text), load_schema("terminal_report"))
+    else:  # at the budget: a prefix of the schema's canonical key order
+        assert term.text.startswith('{"blockers":['), term.text[:80]

@@ -147,3 +147,65 @@ def test_a_failing_or_hanging_endpoint_gives_error_rows_and_the_run_finishes(dat
     assert any(r["status"] == "error" for r in got.values()) and any(r["status"] == "ok" for r in got.values())
     status = m["predictors"]["endpoint"]["status"]
     assert sum(status.values()) == len(user)
+
+
+def test_the_other_tasks_are_scored_the_reference_answer_everywhere_perfect_the_empty_one_nothing(
+    data: Path,
+) -> None:
+    """A second dataset of the session's corpus with the other three tasks (real KICS queries run by the checker,
+    synthetic terminal reports, the records demo database): each example gets one scored row per predictor; the
+    reference answers score 1 on every task (scoring accepts the truth: the write_policy answers pass the tests of
+    their query's write_tests example), the empty answers score 0."""
+    from ray_jobs import build_dataset
+
+    mix = ["name=mix", f"output_dir={data}", "tasks={rego_policy: 1, terminal_report: 1, records: 1}",
+           "terminal_report.n_synthetic=12", "records.limit=30", "split.min_groups=2"]  # fmt: skip
+    build_dataset.run(load_config(build_dataset.BuildDatasetConfig, None, mix))
+    cfg = load_config(evaluate.EvaluateConfig, evaluate.DEFAULT_CONFIG,
+                      [f"output_dir={data}", "dataset=mix", "name=mix", "split=train", "run=null", "limit=4",
+                       "baselines=[trivial, reference]", "bootstrap=0"])  # fmt: skip
+    m = evaluate.run(cfg)
+    rows = pq.read_table(Path(m["report_dir"]) / "task_predictions.parquet").to_pylist()
+    split = pq.read_table(data / "datasets" / "mix" / "train.parquet").to_pylist()
+    for task in ("rego_policy", "terminal_report", "records"):
+        ids = sorted(r["example_id"] for r in split if r["task"] == task)[:4]
+        assert len(ids) == 4, task
+        for name in ("trivial", "reference"):
+            got = sorted(r["example_id"] for r in rows if r["task"] == task and r["predictor"] == name)
+            assert got == ids, (task, name)
+        ref, triv = m["tasks"][task]["reference"], m["tasks"][task]["trivial"]
+        assert (ref["n"], ref["score"], ref["pass_rate"]) == (4, 1.0, 1.0), (task, ref)
+        assert (triv["n"], triv["score"]) == (4, 0.0), (task, triv)
+    # limit=4 kept write_policy examples whose write_tests sibling it left out: their tests still came along
+    kept = [r for r in split if r["example_id"] in {x["example_id"] for x in rows} and r["task"] == "rego_policy"]
+    qid = {r["example_id"]: json.loads(r["labels"])["query_id"] for r in kept}
+    policies = {qid[r["example_id"]] for r in kept if r["subtask"] == "write_policy"}
+    assert policies - {qid[r["example_id"]] for r in kept if r["subtask"] == "write_tests"}
+    assert m["tasks"]["terminal_report"]["reference"]["valid_rate"] == 1.0
+    assert m["tasks"]["terminal_report"]["trivial"]["status"] == {"invalid": 4}
+    assert set(m["tasks"]["rego_policy"]["trivial"]["status"]) <= {"compile_error", "invalid_tests"}
+    assert m["n_examples"] == 0 and m["records_metric"] == "rouge_l"  # no plan examples in this dataset
+    html = (Path(m["report_dir"]) / "report.html").read_text()
+    assert "<h2>Other tasks</h2>" in html and "terminal_report" in html
+
+
+def test_every_true_answer_of_the_corpus_is_writable_under_its_prompts_address_grammar(data: Path) -> None:
+    """addresses=prompt must never make the truth unwritable: every plan answer of the session's corpus (fresh
+    plans and changes, with modules, count and for_each) is accepted whole by the grammar of its own prompt."""
+    import xgrammar as xgr
+    from transformers import AutoTokenizer
+
+    from pipelines.evaluate.decoding import _compiled_grammar, prompt_plan_grammar, stop_ids
+
+    tok = AutoTokenizer.from_pretrained(str(data / "models" / "tiny"))
+    stops = tuple(stop_ids(tok))
+    n = 0
+    for split in ("train", "val", "test"):
+        for r in pq.read_table(data / "datasets" / "default" / f"{split}.parquet").to_pylist():
+            if r["task"] != "plan_prediction":
+                continue
+            user = "\n".join(m["content"] for m in r["messages"][:-1] if m["role"] != "assistant")
+            m = xgr.GrammarMatcher(_compiled_grammar(tok, len(tok), stops, prompt_plan_grammar(user)))
+            assert m.accept_string(r["messages"][-1]["content"]) and m.is_completed(), r["example_id"]
+            n += 1
+    assert n > 10

@@ -185,6 +185,13 @@ def check_tests_answer(
         suite = parse_tests_answer(answer)
     except ValueError as e:
         return rego.CheckResult("invalid_tests", str(e))
+    return check_against(rego_text, suite, queries_dir, timeout_s)
+
+
+def check_against(
+    rego_text: str, suite: TestSuite, queries_dir: str | None = None, timeout_s: float = rego.DEFAULT_TIMEOUT_S
+) -> rego.CheckResult:
+    """Run a query against a test suite with the tree's helper library; never raises."""
     lib = dict(_library(queries_dir))
     return rego.check_query(
         rego_text, suite.positives, suite.negatives, suite.expected, library=lib, timeout_s=timeout_s
