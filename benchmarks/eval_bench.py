@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/eval_bench.py [--output-dir data] [--examples 48] [--max-new-tokens 64]
 
 Same model (the embedded tiny base, untrained, so every answer runs the whole token budget: equal work on
-both sides, no luck in where answers stop), same plan-prediction examples (the first N by id of all splits: an untrained model has seen none), same greedy
-decoding without the constraint, same token budget:
+both sides, no luck in where answers stop), same plan-prediction examples (the first N by id of all splits: an
+untrained model has seen none), same greedy decoding without the constraint, same token budget:
 - loop: one process, one model load, ``generate`` on one prompt at a time (all the machine's threads);
 - Ray Data: ``predict_all`` as the evaluate job runs it: ``map_batches`` over an actor pool (``--actors``, one CPU
   and one model load each), batches of ``--batch-size`` prompts, left padded.

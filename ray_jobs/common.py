@@ -61,7 +61,10 @@ def init_ray(cfg: RayConfig) -> None:
     if cfg.auth_disabled:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     n = cfg.num_cpus or os.cpu_count() or 1
+    # "local": a private cluster even when another job's local cluster runs here (plain ray.init() would join
+    # that one, and die with it; with num_cpus it refuses: "When connecting to an existing cluster, num_cpus ...")
     ray.init(
+        address="local",
         num_cpus=n,
         resources={TERRAFORM_RESOURCE: n},
         include_dashboard=False,

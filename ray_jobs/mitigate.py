@@ -153,8 +153,9 @@ def round_config(cfg: MitigateConfig, k: int, run: str, data: Path) -> train_job
     prev = out / "runs" / run
     settings = json.loads((prev / "train_config.json").read_text())
     weights = run_weights(prev)
+    # tasks: the round's examples are plan prediction, and so is the val loss that picks its best checkpoint
     settings.update({"name": f"{cfg.name}-r{k + 1}", "output_dir": str(out), "dataset_dir": str(data),
-                     "tasks": None, "max_examples": None, "base_model": weights.model,
+                     "tasks": [TASK], "max_examples": None, "base_model": weights.model,
                      "init_adapter": weights.adapter, "ray": cfg.ray.model_dump()})  # fmt: skip
     settings.update(cfg.train)
     return train_job.TrainConfig.model_validate(settings)

@@ -127,7 +127,7 @@ def format_summary(
         lines += [
             f"  model     {trained['method']} {trained['name']}: eval loss {f['first_eval_loss']:.3f} → "
             f"{f['best_eval_loss']:.3f} in {f['step']} steps",
-            f"  adapter   {trained['exported'].get('adapter') or trained['exported'].get('model')}",
+            f"  weights   {trained['exported'].get('adapter') or trained['exported'].get('model')}",
         ]
     if evaluated:
         lines.append(f"  test F1   micro F1 on {evaluated['n_examples']} test plans (95% CI):")
@@ -140,6 +140,9 @@ def format_summary(
         if "reference" in evaluated:
             d = ", ".join(f"{n} {v['micro_f1']:+.3f}" for n, v in evaluated["deltas"].items())
             lines.append(f"  delta     {evaluated['reference']} micro F1 minus: {d}")
+        for task, preds in evaluated.get("tasks", {}).items():
+            scores = ", ".join(f"{n} {p['score']:.3f}" for n, p in preds.items())
+            lines.append(f"  {task[:9]:9s} mean score ({next(iter(preds.values()))['n']} test examples): {scores}")
         lines.append(f"  report    {evaluated['report_dir']}/report.html")
     return "\n".join(lines)
 

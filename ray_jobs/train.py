@@ -201,6 +201,22 @@ def _init_adapter_problems(cfg: TrainConfig) -> list[str]:
     return []
 
 
+# settings a resumed run may change: how long and how often, where it logs, what it exports, the resources
+RESUMABLE = frozenset({"name", "output_dir", "max_steps", "max_epochs", "eval_every", "log_every", "checkpoint_every",
+                       "num_to_keep", "early_stopping_patience", "early_stopping_min_delta", "max_failures", "mlflow",
+                       "export", "debug_batch", "cpu_threads", "cpus_per_worker", "ray"})  # fmt: skip
+
+
+def resume_conflicts(earlier: Mapping[str, Any], now: Mapping[str, Any], name: str) -> list[str]:
+    """A rerun of a name resumes it: settings that would make the checkpoints mean something else are refused."""
+    keys = sorted(k for k in set(earlier) | set(now) if k not in RESUMABLE and earlier.get(k) != now.get(k))
+    if not keys:
+        return []
+    diff = ", ".join(f"{k}: {earlier.get(k)!r} → {now.get(k)!r}" for k in keys)
+    return [f"name={name}: runs/{name} was trained with other settings ({diff}); a rerun of a name resumes it, so "
+            f"give the new settings a new name (name=...) or delete runs/{name}"]  # fmt: skip
+
+
 def mlflow_uri(cfg: TrainConfig) -> str | None:
     import os
 
@@ -434,6 +450,9 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     cfg.output_dir = str(root)
     init_ray(cfg.ray)
     found = problems(cfg, ray.cluster_resources())
+    earlier = root / "runs" / cfg.name / "train_config.json"
+    if earlier.exists():
+        found += resume_conflicts(json.loads(earlier.read_text()), cfg.model_dump(), cfg.name)
     if found:
         raise SystemExit(problem_text(found))
 

@@ -156,7 +156,10 @@ def finished(new_ids: Sequence[int], stops: Sequence[int]) -> bool:
 # that, and a small model's commonest failure once its identifiers are bounded is writing one change again and
 # again (measured: the default tiny models, 20 of 20 test answers). ``SortedAddresses`` runs after the grammar's
 # processor and, inside an address, drops every token after which no address sorting after the previous
-# change's could be finished; where that would drop every token, the grammar's choice stands.
+# change's could be finished; where that would drop every token, the grammar's choice stands. It looks one token
+# ahead only: a model that copies the previous address up to its last key (``x["a"]`` again) reaches a point
+# where only the copy can be finished, and writes the repeat (measured: 20 plan-only full-fine-tune answers, 7
+# ended by themselves and every one repeated a change before; 16 end by themselves with it, most after 2 copies).
 _ADDR_OPEN = '"address":"'
 _ADDR_DONE = re.compile(r'"address":"((?:[^"\\]|\\.)*)"')
 _PARTIAL_ESCAPE = re.compile(r"\\(u[0-9A-Fa-f]{0,3})?$")

@@ -128,6 +128,7 @@ def test_a_round_continues_an_adapter_on_its_base_or_a_full_model_as_the_new_bas
     a = mitigate.round_config(cfg, 0, "lo", tmp_path / "d")
     assert (a.name, a.base_model, a.init_adapter, a.method) == ("m-r1", "/bases/b", str(lo / "adapter"), "qlora")
     assert (a.learning_rate, a.max_steps, a.dataset_dir) == (0.003, 7, str(tmp_path / "d"))  # own settings + override
+    assert a.tasks == ["plan_prediction"]  # trained and validated on what the round targets, whatever the run had
     f = mitigate.round_config(cfg, 1, "fu", tmp_path / "d")
     assert (f.name, f.base_model, f.init_adapter, f.method) == ("m-r2", str(fu / "model"), None, "full")
     # evaluation reads the same layout: the full model is the fine-tuned predictor, base.json the untrained base

@@ -151,6 +151,10 @@ def test_rerunning_a_finished_name_resumes_instead_of_starting_over(
     client = MlflowClient(tracking_uri=mlruns)  # the same MLflow run, continued
     names = [r.info.run_name for r in client.search_runs([client.get_experiment_by_name("tfpredict").experiment_id])]
     assert names == ["qlora"]
+    # the same name with settings that would change what its checkpoints mean: refused before any work
+    with pytest.raises(SystemExit, match=r"runs/qlora was trained with other settings \(learning_rate: 0.004 → 0.001"):
+        run(data, "qlora", *QLORA, "learning_rate=0.001", f"mlflow.tracking_uri={mlruns}")
+    assert metrics(data, "qlora") == after
 
 
 def _short_chats(n: int) -> list[dict[str, Any]]:

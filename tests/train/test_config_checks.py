@@ -123,3 +123,17 @@ def test_init_adapter_must_be_an_adapter_of_the_same_base(dataset: Path, tiny_mo
     ]
     (ad / "adapter_config.json").write_text(f'{{"base_model_name_or_path": "{tiny_model_dir}"}}')
     assert train.check(None, [*base, f"init_adapter={ad}"]) == []
+
+
+def test_a_resumed_name_may_change_how_long_not_what_it_trains() -> None:
+    from ray_jobs.train import TrainConfig, resume_conflicts
+
+    before = TrainConfig(name="r").model_dump()
+    longer = TrainConfig(name="r", max_steps=900, eval_every=7, export={"merged": False}).model_dump()
+    assert resume_conflicts(before, longer, "r") == []
+    other = TrainConfig(name="r", method="full", lora={"r": 8}, learning_rate=0.01).model_dump()
+    (msg,) = resume_conflicts(before, other, "r")
+    assert "learning_rate: 0.0002 → 0.01" in msg and "method: 'qlora' → 'full'" in msg and "lora: " in msg
+    assert msg.endswith("give the new settings a new name (name=...) or delete runs/r")
+    # a key only one side has (an older run directory) counts as a difference too
+    assert resume_conflicts({**before, "gone": 1}, before, "r") != []
