@@ -142,7 +142,7 @@ def format_summary(
             lines.append(f"  delta     {evaluated['reference']} micro F1 minus: {d}")
         for task, preds in evaluated.get("tasks", {}).items():
             scores = ", ".join(f"{n} {p['score']:.3f}" for n, p in preds.items())
-            lines.append(f"  {task[:9]:9s} mean score ({next(iter(preds.values()))['n']} test examples): {scores}")
+            lines.append(f"  {task}: mean score on {next(iter(preds.values()))['n']} test examples: {scores}")
         lines.append(f"  report    {evaluated['report_dir']}/report.html")
     return "\n".join(lines)
 
