@@ -32,7 +32,6 @@ from pydantic import Field
 from pipelines.evaluate import metrics as M
 from pipelines.evaluate import report as html_report
 from pipelines.evaluate import tasks as T
-from pipelines.evaluate.decoding import close_at_budget
 from pipelines.evaluate.predict import SCHEMA_TASKS, PredictorConfig, make, predict_rows
 from pipelines.train.runs import run_weights
 from ray_jobs.common import RayConfig, init_ray, parse_args, setup_logging, swap_dir
@@ -138,25 +137,6 @@ PREDICTIONS = pa.schema(
 )
 
 
-def status_of(error: str | None, finished: bool, parse_error: str | None, closed: bool = False) -> str:
-    """error: no answer; ok: valid as written; closed: cut at the budget, valid once closed after its last
-    complete change; invalid: ended by itself but does not parse/validate; cut: ran into the budget."""
-    if error:
-        return "error"
-    if parse_error is None:
-        return "closed" if closed else "ok"
-    return "invalid" if finished else "cut"
-
-
-def answer_of(text: str, finished: bool, constrained: bool) -> tuple[str, bool]:
-    """(the text to score, whether it was closed): a cut constrained answer is closed after its last change."""
-    if constrained and not finished:
-        closed = close_at_budget(text)
-        if closed is not None and M.parse_prediction(closed)[1] is None:
-            return closed, True
-    return text, False
-
-
 class PredictUDF:
     """One predictor per actor: predicts a batch of examples and scores every answer against its truth."""
 
@@ -171,11 +151,8 @@ class PredictUDF:
         for r, p in zip(rows, preds, strict=True):
             truth_text = r["messages"][-1]["content"]
             truth, _ = M.parse_prediction(truth_text)
-            answer, closed = answer_of(p.text, p.finished, self.cfg.constrained) if not p.error else ("", False)
-            parsed, parse_error = (None, None) if p.error else M.parse_prediction(answer)
-            if p.error:
-                parse_error = "no answer: " + p.error
-            score = M.score_example(parsed, truth or [])
+            read = M.read_answer(p.text, p.finished, self.cfg.constrained, p.error)
+            score = M.score_example(read.changes, truth or [])
             out.append(
                 {
                     "example_id": r["example_id"],
@@ -186,11 +163,11 @@ class PredictUDF:
                     "n_tokens": r["n_tokens"],
                     "truth": truth_text,
                     "text": p.text,
-                    "answer": answer,
+                    "answer": read.answer,
                     "finished": p.finished,
                     "error": p.error,
-                    "parse_error": parse_error,
-                    "status": status_of(p.error, p.finished, parse_error, closed),
+                    "parse_error": read.parse_error,
+                    "status": read.status,
                     "latency_s": p.latency_s,
                     "prompt_tokens": p.prompt_tokens,
                     "completion_tokens": p.completion_tokens,
@@ -202,9 +179,15 @@ class PredictUDF:
 
 def _predict_on(ds: Any, udf: type, pc: PredictorConfig, cfg: EvaluateConfig, **kwargs: Any) -> Any:
     """``ds`` through one predictor: an actor pool (one model load each; one CPU, or a GPU), batches of prompts."""
+    import os
+
     import ray
 
     model = pc.kind == "hf"
+    remote: dict[str, Any] = {}
+    key = os.environ.get(pc.api_key_env) if pc.kind == "openai" else None
+    if key:  # the endpoint's key, from the job's environment to its actors (workers do not inherit the driver's)
+        remote["runtime_env"] = {"env_vars": {pc.api_key_env: key}}
     return ds.map_batches(
         udf,
         fn_constructor_kwargs={"cfg": pc.model_dump(), **kwargs},
@@ -213,6 +196,7 @@ def _predict_on(ds: Any, udf: type, pc: PredictorConfig, cfg: EvaluateConfig, **
         compute=ray.data.ActorPoolStrategy(size=cfg.actors if model else 1),
         num_cpus=1 if model else 0.5,
         num_gpus=1 if (model and pc.use_gpu) else 0,
+        **remote,
     )
 
 

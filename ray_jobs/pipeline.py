@@ -4,9 +4,9 @@
     python -m ray_jobs.pipeline --config ray_jobs/configs/pipeline.yaml collect.sources.synthetic.n_repos=40
     ray job submit --working-dir . -- python -m ray_jobs.pipeline
 
-Stages so far: collect → build_dataset → train → evaluate (serve joins here as it lands). Every stage writes
-under ``output_dir`` and uses the one ``ray`` section; ``train_enabled=false`` stops after the dataset,
-``evaluate_enabled=false`` after training.
+Stages: collect → build_dataset → train → evaluate (→ serve with ``serve_enabled=true``: the trained run on Ray
+Serve until interrupted). Every stage writes under ``output_dir`` and uses the one ``ray`` section;
+``train_enabled=false`` stops after the dataset, ``evaluate_enabled=false`` after training.
 
 The core task is plan prediction from real plans: when it ends with no examples (every plan failed, e.g.
 a terraform too old for the corpus, or timeouts), the pipeline exits 1 with the plan counts, the most
@@ -29,6 +29,7 @@ from pipelines.terraform.install import TERRAFORM_DATA_MIN, supports_terraform_d
 from ray_jobs import build_dataset as build_dataset_job
 from ray_jobs import collect as collect_job
 from ray_jobs import evaluate as evaluate_job
+from ray_jobs import serve as serve_job
 from ray_jobs import train as train_job
 from ray_jobs.common import RayConfig, parse_args, setup_logging
 from schemas.config import Strict
@@ -48,6 +49,8 @@ class PipelineConfig(Strict):
     train: train_job.TrainConfig = train_job.TrainConfig()
     evaluate_enabled: bool = True  # false: stop after training
     evaluate: evaluate_job.EvaluateConfig = evaluate_job.EvaluateConfig()
+    serve_enabled: bool = False  # true: end by serving the trained run (python -m ray_jobs.serve), until Ctrl-C
+    serve: serve_job.ServeJobConfig = serve_job.ServeJobConfig()
 
 
 # ---------------------------------------------------------------- the core-task check
@@ -152,10 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging()
     cfg = parse_args(PipelineConfig, argv, __doc__ or "", DEFAULT_CONFIG)
     out = Path(cfg.output_dir)
-    for stage in (cfg.collect, cfg.build_dataset, cfg.train, cfg.evaluate):
+    for stage in (cfg.collect, cfg.build_dataset, cfg.train, cfg.evaluate, cfg.serve):
         stage.output_dir, stage.ray = cfg.output_dir, cfg.ray
     cfg.train.dataset = cfg.evaluate.dataset = cfg.build_dataset.name
-    cfg.evaluate.run = cfg.train.name
+    cfg.evaluate.run = cfg.serve.run = cfg.train.name
 
     collected = collect_job.run(cfg.collect)
     print(collect_job.format_summary(collected))
@@ -177,6 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         evaluated = evaluate_job.run(cfg.evaluate)
         print(evaluate_job.format_summary(evaluated))
     print(format_summary(collected, built, trained, evaluated))
+    if cfg.train_enabled and cfg.serve_enabled:
+        print(f"  serve     {serve_job.run(cfg.serve)}")
+        if cfg.serve.blocking:
+            serve_job.wait()
     return 0
 
 

@@ -100,6 +100,11 @@ def _render(tok: Any, messages: Sequence[Mapping[str, Any]], generation_prompt: 
     return list(out)
 
 
+def render_prompt(tok: Any, messages: Sequence[Mapping[str, Any]]) -> list[int]:
+    """The token ids a model continues from: the conversation and the generation prompt (evaluation, Serve)."""
+    return _render(tok, messages, True)
+
+
 def render_with_spans(tok: Any, messages: Sequence[Mapping[str, Any]]) -> tuple[list[int], tuple[tuple[int, int], ...]]:
     """Token ids of the whole conversation and its loss spans (assistant turns with ``weight`` != 0).
 

@@ -60,9 +60,9 @@ def sorted_properties(schema: Any) -> Any:
 
 
 @lru_cache(maxsize=64)
-def _compiled(tok: Any, vocab_size: int, stops: tuple[int, ...], schema_json: str) -> Any:
+def _compiled(tok: Any, vocab_size: int, stops: tuple[int, ...], schema_json: str, strict: bool = True) -> Any:
     return _compiler(tok, vocab_size, stops).compile_json_schema(
-        schema_json, any_whitespace=False, separators=(",", ":")
+        schema_json, any_whitespace=False, separators=(",", ":"), strict_mode=strict
     )
 
 
@@ -124,27 +124,69 @@ def _compiled_grammar(tok: Any, vocab_size: int, stops: tuple[int, ...], ebnf: s
     return _compiler(tok, vocab_size, stops).compile_grammar(ebnf)
 
 
+class GrammarProcessor:
+    """A ``transformers`` logits processor: rows of a batch held to their compiled grammars (xgrammar matchers).
+
+    ``grammars`` maps batch rows to grammars (rows without one are left alone). Rows that ``done`` marks (the
+    generation loop's per-row stop: a budget, a stop string) take no more tokens, so what the loop pads them with
+    never reaches their matcher. Written for per-row settings: ``xgr.contrib.hf.LogitsProcessor`` constrains
+    every row and asserts on the padding a row gets once it has stopped early.
+    """
+
+    def __init__(self, grammars: Mapping[int, Any], batch_size: int, done: Sequence[bool] | None = None) -> None:
+        import xgrammar as xgr
+
+        self.matchers = {i: xgr.GrammarMatcher(g) for i, g in grammars.items()}
+        vocab = next(iter(grammars.values())).tokenizer_info.vocab_size if grammars else 0
+        self.bitmask = xgr.allocate_token_bitmask(batch_size, vocab) if grammars else None
+        self.done = done if done is not None else [False] * batch_size
+        self.started = False
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import xgrammar as xgr
+
+        live = []
+        for i, m in self.matchers.items():
+            if self.done[i] or m.is_terminated():
+                continue
+            if self.started and not m.accept_token(int(input_ids[i, -1])):
+                raise RuntimeError(f"row {i}: the grammar refused the token it allowed ({int(input_ids[i, -1])})")
+            if not m.is_terminated():
+                m.fill_next_token_bitmask(self.bitmask, i)
+                live.append(i)
+        self.started = True
+        if live:
+            xgr.apply_token_bitmask_inplace(scores, self.bitmask.to(scores.device), indices=live)
+        return scores
+
+
+def plan_grammar(tok: Any, vocab_size: int, prompt: str | None = None) -> Any:
+    """The compiled canonical plan-answer grammar (``PLAN_GRAMMAR``); with ``prompt``, the one whose addresses
+    are made of the prompt's words (``prompt_plan_grammar``)."""
+    ebnf = PLAN_GRAMMAR if prompt is None else prompt_plan_grammar(prompt)
+    return _compiled_grammar(tok, vocab_size, tuple(stop_ids(tok)), ebnf)
+
+
+def schema_grammar(tok: Any, vocab_size: int, schema: Mapping[str, Any] | None) -> Any:
+    """The compiled grammar of a JSON Schema (keys in sorted order, no free whitespace; an object admits only the
+    properties it names); None: any JSON object."""
+    stops = tuple(stop_ids(tok))
+    if schema is None:
+        return _compiled(tok, vocab_size, stops, '{"type": "object"}', False)
+    return _compiled(tok, vocab_size, stops, json.dumps(sorted_properties(dict(schema))))
+
+
 def plan_processor(tok: Any, vocab_size: int, batch_size: int = 1, prompts: Sequence[str] | None = None) -> Any:
     """A fresh logits processor that admits exactly the canonical plan-prediction answers (``PLAN_GRAMMAR``);
     with ``prompts`` (one per batch row), only those whose addresses are made of the prompt's words
     (``prompt_plan_grammar``)."""
-    import xgrammar as xgr
-
-    stops = tuple(stop_ids(tok))
-    if prompts is None:
-        return xgr.contrib.hf.LogitsProcessor([_compiled_grammar(tok, vocab_size, stops, PLAN_GRAMMAR)] * batch_size)
-    return xgr.contrib.hf.LogitsProcessor(
-        [_compiled_grammar(tok, vocab_size, stops, prompt_plan_grammar(p)) for p in prompts]
-    )
+    rows = [plan_grammar(tok, vocab_size, None if prompts is None else prompts[i]) for i in range(batch_size)]
+    return GrammarProcessor(dict(enumerate(rows)), batch_size)
 
 
 def json_schema_processor(tok: Any, schema: Mapping[str, Any], vocab_size: int, batch_size: int = 1) -> Any:
-    """A fresh ``transformers`` logits processor for one ``generate`` call (xgrammar's keep per-call state)."""
-    import xgrammar as xgr
-
-    canonical = json.dumps(sorted_properties(dict(schema)))
-    compiled = _compiled(tok, vocab_size, tuple(stop_ids(tok)), canonical)
-    return xgr.contrib.hf.LogitsProcessor([compiled] * batch_size)
+    """A fresh ``transformers`` logits processor for one ``generate`` call (matchers keep per-call state)."""
+    return GrammarProcessor({i: schema_grammar(tok, vocab_size, schema) for i in range(batch_size)}, batch_size)
 
 
 def finished(new_ids: Sequence[int], stops: Sequence[int]) -> bool:
@@ -218,14 +260,14 @@ def _pieces(tok: Any, vocab_size: int) -> tuple[str, ...]:
 class SortedAddresses:
     """A ``transformers`` logits processor (after the grammar's): strictly increasing plan addresses."""
 
-    def __init__(self, tok: Any, vocab_size: int, prompt_width: int) -> None:
-        self.tok, self.width = tok, prompt_width
+    def __init__(self, tok: Any, vocab_size: int, prompt_width: int, rows: Sequence[int] | None = None) -> None:
+        self.tok, self.width, self.rows = tok, prompt_width, rows  # rows: the batch rows it applies to (None: all)
         self.pieces = _pieces(tok, vocab_size)
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import torch
 
-        for b in range(input_ids.shape[0]):
+        for b in range(input_ids.shape[0]) if self.rows is None else self.rows:
             state = address_state(self.tok.decode(input_ids[b, self.width :], skip_special_tokens=True))
             if state is None:
                 continue

@@ -92,6 +92,44 @@ def _pairs(changes: Iterable[Mapping[str, Any]]) -> list[tuple[str, tuple[str, .
     return [(c["address"], tuple(c["actions"])) for c in changes]
 
 
+def status_of(error: str | None, finished: bool, parse_error: str | None, closed: bool = False) -> str:
+    """error: no answer; ok: valid as written; closed: cut at the budget, valid once closed after its last
+    complete change; invalid: ended by itself but does not parse/validate; cut: ran into the budget."""
+    if error:
+        return "error"
+    if parse_error is None:
+        return "closed" if closed else "ok"
+    return "invalid" if finished else "cut"
+
+
+def answer_of(text: str, finished: bool, constrained: bool) -> tuple[str, bool]:
+    """(the text to score, whether it was closed): a cut constrained answer is closed after its last change."""
+    if constrained and not finished:
+        from pipelines.evaluate.decoding import close_at_budget
+
+        closed = close_at_budget(text)
+        if closed is not None and parse_prediction(closed)[1] is None:
+            return closed, True
+    return text, False
+
+
+@dataclass(frozen=True)
+class Answer:
+    answer: str  # what is scored: the text, or a cut constrained answer closed after its last change
+    changes: list[dict[str, Any]] | None  # None: no valid answer (a miss)
+    parse_error: str | None
+    status: str  # ok | closed | invalid | cut | error (status_of)
+
+
+def read_answer(text: str, finished: bool, constrained: bool, error: str | None = None) -> Answer:
+    """A predictor's output as evaluation scores it (and Serve's /predict answers it)."""
+    if error:
+        return Answer("", None, "no answer: " + error, "error")
+    answer, closed = answer_of(text, finished, constrained)
+    changes, parse_error = parse_prediction(answer)
+    return Answer(answer, changes, parse_error, status_of(None, finished, parse_error, closed))
+
+
 @dataclass(frozen=True)
 class ExampleScore:
     valid: bool

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from pipelines.evaluate.generate import GenParams
 from schemas.config import Strict
 
 logger = logging.getLogger("tfpredict.evaluate")
@@ -137,86 +138,63 @@ class Static(Predictor):
 
 
 class HF(Predictor):
-    """Batched greedy generation on one model load (a Ray Data actor holds one of these)."""
+    """Batched generation on one model load (a Ray Data actor holds one of these): ``generate.Generator``, the
+    loop Serve runs too."""
 
     def __init__(self, cfg: PredictorConfig) -> None:
         import torch
         from transformers import AutoModelForCausalLM
 
         from pipelines.dataset.tokens import load_tokenizer
-        from pipelines.evaluate.decoding import CLOSE_RESERVE, stop_ids
+        from pipelines.evaluate.generate import Generator
         from pipelines.train.export import DTYPES, load_trained
 
         if cfg.model is None:
             raise ValueError(f"predictor {cfg.name}: kind=hf needs model (a base model directory or hub id)")
         self.cfg = cfg
-        self.device = torch.device("cuda" if cfg.use_gpu else "cpu")
-        self.tok = load_tokenizer(cfg.adapter or cfg.model)
-        self.tok.padding_side = "left"
+        device = torch.device("cuda" if cfg.use_gpu else "cpu")
+        tok = load_tokenizer(cfg.adapter or cfg.model)
         if cfg.adapter:
-            self.model = load_trained(cfg.model, cfg.adapter, cfg.method, cfg.compute_dtype)
+            model = load_trained(cfg.model, cfg.adapter, cfg.method, cfg.compute_dtype)
         else:
-            self.model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=DTYPES[cfg.compute_dtype]).eval()
+            model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=DTYPES[cfg.compute_dtype]).eval()
         if cfg.use_gpu and cfg.method != "qlora":
-            self.model.to(self.device)
-        self.stops = stop_ids(self.tok)
-        self.pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.stops[0]
-        self.vocab = int(self.model.config.vocab_size)
-        # constrained: keep back the tokens that closing a cut answer takes, so the closed answer fits the budget
-        self.budget = max(1, cfg.max_new_tokens - (CLOSE_RESERVE if cfg.constrained else 0))
+            model.to(device)
+        self.gen = Generator(model, tok, device)
+        self.budget = answer_budget(cfg.max_new_tokens, cfg.constrained)
 
-    def processor(self, prompts: Sequence[Messages]) -> Any:
-        from pipelines.evaluate.decoding import json_schema_processor, load_schema, plan_processor
-
-        if self.cfg.task == "plan_prediction":
-            users = None
-            if self.cfg.addresses == "prompt":
-                users = ["\n".join(m["content"] for m in p if m["role"] != "assistant") for p in prompts]
-            return plan_processor(self.tok, self.vocab, len(prompts), prompts=users)
-        return json_schema_processor(self.tok, load_schema(self.cfg.task), self.vocab, len(prompts))
+    def params(self, prompt: Messages) -> GenParams:
+        return gen_params(self.cfg.task, prompt, self.budget, self.cfg.constrained, self.cfg.addresses)
 
     def predict(self, prompts: Sequence[Messages]) -> list[Prediction]:
-        import torch
+        ids = [self.gen.render(p) for p in prompts]
+        out = self.gen.generate(ids, [self.params(p) for p in prompts])
+        return [Prediction(text=g.text, finished=g.finished, latency_s=g.latency_s, prompt_tokens=g.prompt_tokens,
+                           completion_tokens=g.completion_tokens) for g in out]  # fmt: skip
 
-        ids = [
-            list(self.tok.apply_chat_template(list(p), add_generation_prompt=True, tokenize=True, return_dict=False))
-            for p in prompts
-        ]
-        width = max(len(x) for x in ids)
-        input_ids = torch.tensor([[self.pad] * (width - len(x)) + x for x in ids], device=self.device)
-        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device)
-        procs = [self.processor(prompts)] if self.cfg.constrained else []
-        if self.cfg.constrained and self.cfg.task == "plan_prediction":
-            from pipelines.evaluate.decoding import SortedAddresses
 
-            procs.append(SortedAddresses(self.tok, self.vocab, width))  # after the grammar: sorted, no repeats
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            out = self.model.generate(
-                input_ids=input_ids,
-                attention_mask=mask,
-                max_new_tokens=self.budget,
-                do_sample=False,
-                eos_token_id=self.stops,
-                pad_token_id=self.pad,
-                logits_processor=procs,
-            )
-        per = (time.perf_counter() - t0) / len(ids)
-        preds = []
-        for i, p in enumerate(ids):
-            new = out[i, width:].tolist()
-            end = next((k for k, t in enumerate(new) if t in self.stops), None)
-            body = new if end is None else new[:end]
-            preds.append(
-                Prediction(
-                    text=self.tok.decode(body, skip_special_tokens=True),
-                    finished=end is not None,
-                    latency_s=per,
-                    prompt_tokens=len(p),
-                    completion_tokens=len(body) + (end is not None),
-                )
-            )
-        return preds
+def answer_budget(max_new_tokens: int, constrained: bool) -> int:
+    """The token budget generation gets: constrained, it keeps back the tokens that closing a cut answer takes,
+    so the closed answer fits ``max_new_tokens``."""
+    from pipelines.evaluate.decoding import CLOSE_RESERVE
+
+    return max(1, max_new_tokens - (CLOSE_RESERVE if constrained else 0))
+
+
+def gen_params(task: str, prompt: Messages, max_tokens: int, constrained: bool, addresses: str = "prompt",
+               **sampling: Any) -> GenParams:  # fmt: skip
+    """Generation settings of one prompt of ``task``: greedy unless ``sampling`` says otherwise; constrained, the
+    task's grammar (plan answers: addresses of the prompt's words when ``addresses == "prompt"``)."""
+    from pipelines.evaluate.decoding import load_schema, sorted_properties
+    from pipelines.evaluate.generate import Grammar
+
+    grammar = None
+    if constrained and task == "plan_prediction":
+        words = "\n".join(m["content"] for m in prompt if m["role"] != "assistant") if addresses == "prompt" else None
+        grammar = Grammar("plan", words=words)
+    elif constrained:
+        grammar = Grammar("schema", schema=json.dumps(sorted_properties(load_schema(task))))
+    return GenParams(max_tokens=max_tokens, grammar=grammar, **sampling)
 
 
 class OpenAI(Predictor):

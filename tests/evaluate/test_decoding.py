@@ -20,8 +20,7 @@ from pipelines.evaluate.decoding import (
     plan_processor,
     stop_ids,
 )
-from pipelines.evaluate.metrics import parse_prediction
-from ray_jobs.evaluate import answer_of
+from pipelines.evaluate.metrics import answer_of, parse_prediction
 
 PROMPTS = [
     [{"role": "user", "content": f'resource "terraform_data" "web{i}" {{\n  input = "{i}"\n}}\nWhat will change?'}]

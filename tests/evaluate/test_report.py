@@ -18,7 +18,8 @@ import pytest
 
 from pipelines.evaluate import metrics as M
 from pipelines.evaluate import report
-from ray_jobs.evaluate import PREDICTIONS, EvaluateConfig, compute_metrics, status_of
+from pipelines.evaluate.metrics import status_of
+from ray_jobs.evaluate import PREDICTIONS, EvaluateConfig, compute_metrics
 
 
 def chromium() -> str:

@@ -192,6 +192,14 @@ def provider_stratum(providers: Sequence[str]) -> str:
     return "+".join(names) if names else "terraform"
 
 
+def user_turn(files: Sequence[Mapping[str, str]], root: str, max_input_tokens: int, count: Any) -> tuple[str, bool]:
+    """A fresh-plan user turn (``Root module:`` and the files under the budget); (text, was_cut). Serve's
+    /predict builds its prompt with this too."""
+    header = f"Root module: {root}\n\n"
+    files_text, cut = render_files(files, root, max_input_tokens - count(header), count)
+    return header + files_text, cut
+
+
 # ---------------------------------------------------------------- examples
 def examples(row: dict[str, Any], cfg: Config) -> list[dict[str, Any]]:
     if row["plan_status"] != "ok":
@@ -225,9 +233,7 @@ def _example(
     history = bool(row.get("prior"))
     count = _counter(cfg)
     root = row["path"]
-    header = f"Root module: {root}\n\n"
-    files_text, cut = render_files(files, root, cfg.max_input_tokens - count(header), count)
-    user = header + files_text
+    user, cut = user_turn(files, root, cfg.max_input_tokens, count)
     if history:
         diff = unified_diff(row["prior_files"], row["files"], root)
         intro = "\n# changes since the applied commit (unified diff)\n"
