@@ -211,7 +211,8 @@ def predict_all(cfg: EvaluateConfig, predictors: Sequence[PredictorConfig]) -> p
     ds = ds.sort("example_id")
     if cfg.limit:
         ds = ds.limit(cfg.limit)
-    ds = ds.materialize()
+    # batches of similar length: a left-padded batch computes its longest prompt's length for every row
+    ds = ds.sort(["n_tokens", "example_id"]).materialize()
     tables = []
     if ds.count() == 0:  # no plan-prediction example (a dataset of the other tasks): no actor starts
         return PREDICTIONS.empty_table()

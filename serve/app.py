@@ -247,32 +247,31 @@ class Gateway:
     def _temperature(self, card: dict[str, Any], asked: float | None) -> float:
         return asked if asked is not None else self.args.temperatures.get(card["task"], 0.0)
 
+    def _handle(self, model: str) -> DeploymentHandle:
+        return self.model.options(multiplexed_model_id=model if model != self.args.base_name else "")
+
+    def _raise(self, ev: dict[str, Any]) -> None:
+        if "error" in ev:
+            status = ev["error"]["status"]
+            raise ApiError(status, ev["error"]["message"], "model" if status == 404 else None)
+
     async def _events(self, model: str, req: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """The model deployment's events for one request; its error event raised as ApiError."""
-        handle = self.model.options(multiplexed_model_id=model if model != self.args.base_name else "", stream=True)
-        async for ev in handle.generate.remote(req):
-            if "error" in ev:
-                raise ApiError(ev["error"]["status"], ev["error"]["message"], "model" if ev["error"]["status"] == 404
-                               else None)  # fmt: skip
+        """The model deployment's events for one streamed request; its error event raised as ApiError."""
+        async for ev in self._handle(model).options(stream=True).generate.remote(req):
+            self._raise(ev)
             yield ev
 
     async def _complete(self, model: str, req: dict[str, Any]) -> dict[str, Any]:
         """Run one request to its end: {text, finish_reason, prompt_tokens, completion_tokens, ...}."""
-        text, done = [], None
         try:
             async with asyncio.timeout(self.args.limits.request_timeout_s):
-                async for ev in self._events(model, req):
-                    if "delta" in ev:
-                        text.append(ev["delta"])
-                    if "done" in ev:
-                        done = ev["done"]
+                ev = await self._handle(model).complete.remote(req)
         except TimeoutError:
             limit = self.args.limits.request_timeout_s
             raise ApiError(504, f"no answer within limits.request_timeout_s={limit}") from None
-        if done is None:
-            raise ApiError(503, "the model replica ended the request without an answer; retry the request")
-        self._count(model, done)
-        return {**done, "text": "".join(text)}
+        self._raise(ev)
+        self._count(model, ev["done"])
+        return ev["done"]
 
     def _count(self, model: str, done: dict[str, Any]) -> None:
         self.metrics.tokens.labels(model).inc(done["completion_tokens"])

@@ -149,8 +149,9 @@ class ModelServer:
         else:
             schema_grammar(gen.tok, gen.vocab, json.loads(g.schema) if g.schema else None)
 
-    async def generate(self, req: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """One request: {messages | prompt, params: GenParams fields} → start, deltas, done (or one error)."""
+    async def generate(self, req: dict[str, Any], stream: bool = True) -> AsyncIterator[dict[str, Any]]:
+        """One request: {messages | prompt, params: GenParams fields} → start, deltas, done (or one error);
+        ``stream=False``: start, then done with the whole text (no per-step events)."""
         try:
             target = await self.target(serve.get_multiplexed_model_id())
             ids = self.prompt_ids(target.gen, req)
@@ -166,29 +167,53 @@ class ModelServer:
             yield {"error": {"status": e.status, "message": e.message}}
             return
         yield {"start": {"prompt_tokens": len(ids), "replica": self.replica}}
-        async for ev in self.batched((target, ids, params)):
+        async for ev in self.batched((target, ids, params, stream)):
             if ev is not None:
                 yield ev
                 if "done" in ev:
                     return
 
+    async def complete(self, req: dict[str, Any]) -> dict[str, Any]:
+        """One request to its end, answered once: {start, done (with the whole text)} or {error}. What a caller
+        that does not stream uses: one message back instead of one per generated token."""
+        start, text = None, []
+        async for ev in self.generate(req, stream=False):
+            if "error" in ev:
+                return ev
+            start = ev.get("start", start)
+            text.append(ev.get("delta", ""))
+            if "done" in ev:
+                return {"start": start, "done": {**ev["done"], "text": "".join(text)}}
+        return {"error": {"status": 503, "message": "the model replica ended the request without an answer"}}
+
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
-    async def batched(self, items: list[tuple[Target, list[int], GenParams]]) -> AsyncIterator[list[Any]]:
+    async def batched(self, items: list[tuple[Target, list[int], GenParams, bool]]) -> AsyncIterator[list[Any]]:
+        """A batch of requests: one generate call per model (adapters share one); per-step events when any of
+        them streams, else each request's one result at its end."""
         n = len(items)
         ended: set[int] = set()
         groups: dict[int, list[int]] = {}
-        for k, (t, _, _) in enumerate(items):
+        for k, (t, _, _, _) in enumerate(items):
             groups.setdefault(id(t.gen), []).append(k)
         self.running += 1
         try:
             for rows in groups.values():
                 gen = items[rows[0]][0].gen
-                it = gen.stream([items[k][1] for k in rows], [items[k][2] for k in rows])
+                ids, params = [items[k][1] for k in rows], [items[k][2] for k in rows]
+                if not any(items[k][3] for k in rows):
+                    results = await asyncio.to_thread(gen.generate, ids, params)
+                    out: list[Any] = [StopIteration if k in ended else None for k in range(n)]
+                    for k, r in zip(rows, results, strict=True):
+                        out[k] = {"delta": r.text, "done": {**asdict(r), "batch_size": n}}
+                        ended.add(k)
+                    yield out
+                    continue
+                it = gen.stream(ids, params)
                 while True:
                     events = await asyncio.to_thread(next, it, None)
                     if events is None:
                         break
-                    out: list[Any] = [StopIteration if k in ended else None for k in range(n)]
+                    out = [StopIteration if k in ended else None for k in range(n)]
                     for row, delta, final in events:
                         k = rows[row]
                         if final is None:

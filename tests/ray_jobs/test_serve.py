@@ -366,17 +366,20 @@ def test_a_bounded_load_gives_no_errors_and_replicas_scale_up_then_down(served: 
 def test_killing_a_replica_under_load_loses_no_request(served: dict[str, Any]) -> None:
     import ray
 
+    killed: list[str] = []
+
     def kill_midway(futs: list[concurrent.futures.Future[Any]]) -> None:
         while sum(f.done() for f in futs) < 10:
             time.sleep(0.05)
         names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if "ModelServer" in a["name"]]
         assert names
         ray.kill(ray.get_actor(names[0], namespace="serve"), no_restart=True)
+        killed.append(names[0])
 
-    out = _load(served, 60, 8, kill_midway)
+    out = _load(served, 100, 8, kill_midway, max_tokens=48)
     lost = [r for r in out if isinstance(r, str)]
     assert not lost, lost[:3]
-    codes = sorted({r.status_code for r in out})  # type: ignore[union-attr]
+    codes = [r.status_code for r in out]  # type: ignore[union-attr]
     for r in out:
         assert isinstance(r, requests.Response)
         doc = r.json()
@@ -384,12 +387,9 @@ def test_killing_a_replica_under_load_loses_no_request(served: dict[str, Any]) -
             assert doc["choices"][0]["message"]["content"].startswith("bravo")
         else:  # an explicit error, never a silent drop
             assert r.status_code in (500, 503) and doc["error"]["message"], (r.status_code, r.text)
-    assert 200 in codes
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        r = _post(served, "/v1/chat/completions", {"model": "bravo", "max_tokens": 4,
-                                                    "messages": [{"role": "user", "content": "hello"}]})  # fmt: skip
-        if r.status_code == 200:
-            break
-        time.sleep(1)
+    assert codes.count(200) > 10  # requests after the kill were answered too (by the replacement)
+    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if "ModelServer" in a["name"]]
+    assert killed and killed[0] not in names and names  # the killed replica is gone, another serves
+    r = _post(served, "/v1/chat/completions", {"model": "bravo", "max_tokens": 4,
+                                                "messages": [{"role": "user", "content": "hello"}]})  # fmt: skip
     assert r.status_code == 200  # recovered
