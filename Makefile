@@ -21,3 +21,4 @@ bench: setup
 	$(PY) benchmarks/dataset_bench.py
 	$(PY) benchmarks/train_bench.py
 	$(PY) benchmarks/eval_bench.py
+	$(PY) benchmarks/serve_bench.py

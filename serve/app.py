@@ -24,6 +24,7 @@ import hmac
 import json
 import logging
 import os
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -97,14 +98,20 @@ def _replica_failed(e: BaseException) -> bool:
     return isinstance(e, RayActorError | ActorDiedError | ActorUnavailableError)
 
 
+def _request_id(request: Request) -> str:
+    """Serve's id of the request (the client's ``x-request-id`` when it sent one; Serve returns it as that header)."""
+    from ray.serve.context import _get_serve_request_context
+
+    return _get_serve_request_context().request_id or request.headers.get("x-request-id") or uuid.uuid4().hex
+
+
 async def _guard(gw: "Gateway", request: Request, call_next: Any) -> Response:
     """Request id, body cap, bearer-token auth, the access log line and the request metrics."""
-    rid = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+    rid = _request_id(request)
     request.state.request_id = rid
     t0 = time.perf_counter()
     response = await _checked(request, call_next, gw)
     elapsed = time.perf_counter() - t0
-    response.headers["x-request-id"] = rid
     route = request.url.path
     gw.metrics.observe(route, response.status_code, elapsed)
     access.info(json.dumps({"request_id": rid, "method": request.method, "path": route,
@@ -120,7 +127,7 @@ async def _checked(request: Request, call_next: Any, gw: "Gateway") -> Response:
         return _error(413, f"the request body is {size} bytes; the limit is limits.max_body_bytes={limit}")
     if size is None and request.method == "POST" and len(await request.body()) > limit:
         return _error(413, f"the request body is over limits.max_body_bytes={limit}")
-    if gw.api_key and request.url.path != "/health":
+    if gw.api_key and not request.url.path.endswith("/health"):  # /health, also under a route prefix
         given = request.headers.get("authorization", "")
         scheme, _, token = given.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), gw.api_key.encode()):
@@ -226,6 +233,12 @@ class Gateway:
         self.cards = {c["id"]: c for c in self.args.cards()}
         self.tok = load_tokenizer(self.args.base_model)  # counts /predict's code against max_input_tokens
         self.metrics = Metrics()
+        if not access.handlers:  # one JSON line per request on the replica's stderr (its log file)
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            access.addHandler(handler)
+            access.setLevel(logging.INFO)
+            access.propagate = False
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return make_api(self)

@@ -115,8 +115,9 @@ def served(plan_data: Path, fake_run: str) -> Iterator[dict[str, Any]]:
         os.environ.pop("TFPREDICT_API_KEY", None)
 
 
-def _post(served: dict[str, Any], path: str, body: Any, key: str | None = KEY, **kw: Any) -> requests.Response:
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
+def _post(served: dict[str, Any], path: str, body: Any, key: str | None = KEY,
+          headers_extra: dict[str, str] | None = None, **kw: Any) -> requests.Response:  # fmt: skip
+    headers = {**({"Authorization": f"Bearer {key}"} if key else {}), **(headers_extra or {})}
     data = body if isinstance(body, str | bytes) else json.dumps(body)
     return requests.post(served["url"] + path, data=data, headers={**headers, "Content-Type": "application/json"},
                          timeout=120, **kw)  # fmt: skip
@@ -157,6 +158,9 @@ def test_the_openai_client_lists_models_chats_streams_and_gets_schema_valid_json
     # completions, sampled with a seed: the same seed, the same text
     a, b = (c.completions.create(model="bravo", prompt="bravo", max_tokens=8, temperature=1.0, seed=7) for _ in "ab")
     assert a.choices[0].text == b.choices[0].text and a.choices[0].text
+    plain = c.completions.create(model="alpha", prompt="alpha", max_tokens=8, temperature=0)
+    parts = list(c.completions.create(model="alpha", prompt="alpha", max_tokens=8, temperature=0, stream=True))
+    assert "".join(p.choices[0].text for p in parts if p.choices) == plain.choices[0].text
     s = c.chat.completions.create(model="alpha", messages=msgs, max_tokens=12, temperature=0, stop=["pha"])  # type: ignore[arg-type]
     assert (s.choices[0].message.content, s.choices[0].finish_reason) == ("al", "stop")
 
@@ -393,3 +397,80 @@ def test_killing_a_replica_under_load_loses_no_request(served: dict[str, Any]) -
     r = _post(served, "/v1/chat/completions", {"model": "bravo", "max_tokens": 4,
                                                 "messages": [{"role": "user", "content": "hello"}]})  # fmt: skip
     assert r.status_code == 200  # recovered
+
+
+def test_access_logs_name_each_request_and_never_its_body(served: dict[str, Any]) -> None:
+    import ray
+
+    secret = "SECRET-d41d8cd98f00b204"  # in the body only: it must reach the model and never the logs
+    r = _post(served, "/v1/chat/completions", {"model": "base", "max_tokens": 2,
+                                                "messages": [{"role": "user", "content": secret}]},
+              headers_extra={"x-request-id": "req-log-check-1"})  # fmt: skip
+    assert r.status_code == 200 and r.headers["x-request-id"] == "req-log-check-1"
+    logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
+    deadline, lines = time.time() + 30, []
+    while time.time() < deadline and not lines:
+        text = "".join(p.read_text(errors="replace") for p in logs.rglob("*") if p.suffix in (".log", ".out", ".err"))
+        lines = [line for line in text.splitlines() if '"request_id": "req-log-check-1"' in line]
+        time.sleep(0.5)
+    assert lines, "no access log line for the request"
+    entry = json.loads(lines[0][lines[0].index("{") :])
+    assert entry["status"] == 200 and entry["path"] == "/v1/chat/completions" and entry["model"] == "base"
+    assert secret not in text
+
+
+def test_a_request_past_its_timeout_gets_504_and_the_service_goes_on(served: dict[str, Any]) -> None:
+    from ray import serve
+
+    from serve.app import build_app
+
+    slow = served["args"].model_copy(update={"limits": served["args"].limits.model_copy(
+        update={"request_timeout_s": 0.001}), "autoscaling": {"min_replicas": 1, "max_replicas": 1},
+        "model_num_cpus": 0.25})  # fmt: skip
+    serve.run(build_app(type(slow)(**slow.model_dump())), name="slow", route_prefix="/slow")
+    try:
+        r = _post(served, "/slow/v1/chat/completions", {"model": "base", "max_tokens": 64,
+                                                         "messages": [{"role": "user", "content": "hi"}]})  # fmt: skip
+        assert r.status_code == 504 and "limits.request_timeout_s=0.001" in r.json()["error"]["message"], r.text
+    finally:
+        serve.delete("slow")
+    ok = _post(served, "/v1/chat/completions", {"model": "base", "max_tokens": 2,
+                                                 "messages": [{"role": "user", "content": "hi"}]})  # fmt: skip
+    assert ok.status_code == 200
+
+
+def test_guards_hold_against_indirection(served: dict[str, Any]) -> None:
+    """The limits and the key, attacked around their edges: a chunked body with no length, the budget under its
+    other name, a prompt under the byte cap but over the token cap, the key elsewhere than its header, paths
+    that look like /health, hostile file paths and file reads for the sandboxed planner."""
+    url, chat = served["url"], {"model": "base", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    big = json.dumps({**chat, "messages": [{"role": "user", "content": "x" * 150_000}]}).encode()
+    chunks = iter([big[i : i + 8192] for i in range(0, len(big), 8192)])
+    auth = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    r = requests.post(url + "/v1/chat/completions", data=chunks, headers=auth, timeout=60)
+    assert r.status_code == 413 and "limits.max_body_bytes" in r.json()["error"]["message"]  # chunked, no length
+    r = _post(served, "/v1/chat/completions", {**chat, "max_completion_tokens": 5000})
+    assert r.status_code == 413 and r.json()["error"]["param"] == "max_completion_tokens"
+    words = " ".join(f"w{i}" for i in range(12_000))  # ~70 KB: under the body cap, over 8,192 prompt tokens
+    r = _post(served, "/v1/completions", {"model": "base", "prompt": words, "max_tokens": 2})
+    assert r.status_code == 413 and "limits.max_prompt_tokens" in r.json()["error"]["message"], r.text[:300]
+    r = _post(served, "/v1/chat/completions", {**chat, "messages": [{"role": "user", "content": words}]}, key=KEY)
+    assert r.status_code == 413
+    for attempt in (
+        requests.get(url + f"/v1/models?api_key={KEY}", timeout=30),
+        requests.get(url + "/v1/models", headers={"X-API-Key": KEY}, timeout=30),
+        requests.get(url + "/v1/models", headers={"Authorization": f"Basic {KEY}"}, timeout=30),
+        requests.get(url + "/v1/models", headers={"Authorization": f"Bearer {KEY[:-1]}"}, timeout=30),
+        requests.get(url + "/health/../v1/models", timeout=30),
+        requests.get(url + "/v1/models/", timeout=30, allow_redirects=False),
+    ):
+        assert attempt.status_code in (401, 404), (attempt.url, attempt.status_code)
+        assert '"data"' not in attempt.text
+    # /validate plans the code with real terraform in the sandbox: a path out of the workspace is refused, and a
+    # file the code reads never comes back (the answer holds addresses and actions, no values)
+    r = _post(served, "/validate", {"files": {"../../escape.tf": 'resource "terraform_data" "x" {}\n'}})
+    assert r.status_code == 422 and "expected" in r.json()["error"]["message"]
+    assert not (Path("/") / "escape.tf").exists()
+    read = 'resource "terraform_data" "leak" {\n  input = file("/etc/passwd")\n}\n'
+    r = _post(served, "/validate", {"terraform_code": read})
+    assert "root:" not in r.text and r.status_code in (200, 422)
