@@ -248,13 +248,16 @@ def test_two_adapters_answer_each_with_its_own_behaviour_even_in_one_batch(serve
         assert r.status_code == 200, r.text
         return r.json()["choices"][0]["message"]["content"]
 
+    assert _replicas() == 1  # one model replica holds the base and both adapters
     jobs = [(m, q) for q in QUESTIONS for m in ("alpha", "bravo")]
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda j: ask(*j), jobs))
     for (m, _), a in zip(jobs, answers, strict=True):
         assert a.startswith(f"{m} {m}"), (m, a)
+    assert _replicas() == 1
     health = requests.get(served["url"] + "/health", timeout=30).json()  # no key needed
     assert health["status"] == "ok" and health["models"] == ["base", "fake", "alpha", "bravo"]
+    assert {"alpha", "bravo"} <= set(health["model_replica"]["adapters"])
     r = _post(served, "/v1/chat/completions", {"model": "charlie", "messages": [{"role": "user", "content": "x"}]})
     assert r.status_code == 404
     err = r.json()["error"]
