@@ -82,9 +82,10 @@ def wait_up(url: str, timeout: float = 300) -> None:
 
 
 Messages = list[dict[str, str]]
+Run = tuple[float, list[float], list[str]]  # wall time, latencies, answers
 
 
-def load(url: str, prompts: list[Messages], clients: int, max_tokens: int) -> tuple[float, list[float], list[str]]:
+def load(url: str, prompts: list[Messages], clients: int, max_tokens: int) -> Run:
     import requests
 
     def one(msgs: list[dict[str, str]]) -> tuple[float, str]:
@@ -98,6 +99,13 @@ def load(url: str, prompts: list[Messages], clients: int, max_tokens: int) -> tu
     with concurrent.futures.ThreadPoolExecutor(clients) as pool:
         out = list(pool.map(one, prompts))
     return time.perf_counter() - t0, [t for t, _ in out], [a for _, a in out]
+
+
+def run_workloads(port: int, workloads: dict[str, list[Messages]], clients: int, max_tokens: int) -> dict[str, Run]:
+    """Each workload's load against the server on ``port``, once it answers."""
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    wait_up(url)
+    return {w: load(url, ps, clients, max_tokens) for w, ps in workloads.items()}
 
 
 def report(name: str, wall: float, lat: list[float], n: int) -> float:
@@ -139,12 +147,8 @@ def main() -> None:
     port = free_port()
     script = BASELINE.format(root=str(ROOT), model=str(base), port=port)
     proc = subprocess.Popen([sys.executable, "-c", script])
-    base_runs = {}
     try:
-        url = f"http://127.0.0.1:{port}/v1/chat/completions"
-        wait_up(url)
-        for w, ps in workloads.items():
-            base_runs[w] = load(url, ps, args.clients, args.max_tokens)
+        base_runs = run_workloads(port, workloads, args.clients, args.max_tokens)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -164,13 +168,9 @@ def main() -> None:
                   batching={"max_batch_size": args.batch_size, "batch_wait_timeout_s": args.batch_wait_s},
                   max_ongoing_requests=max(args.batch_size, args.clients),
                   limits={"max_tokens": args.max_tokens})  # fmt: skip
-    ours = {}
     try:
         serve.run(build_app(app), name="bench", route_prefix="/")
-        url = f"http://127.0.0.1:{port}/v1/chat/completions"
-        wait_up(url)
-        for w, ps in workloads.items():
-            ours[w] = load(url, ps, args.clients, args.max_tokens)
+        ours = run_workloads(port, workloads, args.clients, args.max_tokens)
     finally:
         serve.shutdown()
         ray.shutdown()

@@ -40,7 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from schemas import api
 from serve.config import AppArgs
 from serve.metrics import CONTENT_TYPE, Metrics
-from serve.model import ModelServer
+from serve.model import ModelServer, _replica_id
 
 logger = logging.getLogger("tfpredict.serve")
 access = logging.getLogger("tfpredict.serve.access")
@@ -170,13 +170,6 @@ def _fields(params: Any) -> dict[str, Any]:
     return d
 
 
-def _replica() -> str:
-    try:
-        return serve.get_replica_context().replica_id.unique_id
-    except Exception:
-        return "local"
-
-
 def make_api(gw: "Gateway") -> FastAPI:
     """The FastAPI app of one ingress replica, its routes bound to that replica's ``Gateway``."""
     web = FastAPI(title="tfpredict", description="Terraform plan prediction and chat on Ray Serve", version="1")
@@ -301,7 +294,7 @@ class Gateway:
     async def health(self) -> dict[str, Any]:
         info = await self.model.info.remote()
         return {"status": "ok", "models": list(self.cards), "plan_model": self.args.default_plan_model(),
-                "model_replica": info, "ingress_replica": _replica()}  # fmt: skip
+                "model_replica": info, "ingress_replica": _replica_id()}  # fmt: skip
 
     def models(self) -> api.ModelList:
         return api.ModelList(data=[api.ModelCard(id=c["id"], task=c["task"]) for c in self.cards.values()])
