@@ -40,7 +40,7 @@ from pipelines.dataset.formats import dumps_line, harmony_record, openai_record,
 from pipelines.dataset.tasks import imported, plan_prediction, records, rego_policy, terminal_report
 from pipelines.dataset.tokens import build_tiny_tokenizer, count_tokens, load_tokenizer, tokenizer_fingerprint
 from pipelines.dataset.validate import check_example
-from ray_jobs.common import RayConfig, init_ray, parse_args, setup_logging, swap_dir
+from ray_jobs.common import RayConfig, attach, parse_args, setup_logging, swap_dir
 from schemas.config import Strict
 from schemas.tables import EXAMPLES, SPLITS, conform
 
@@ -279,8 +279,8 @@ def run(cfg: BuildDatasetConfig) -> dict[str, Any]:
     import ray
 
     start = time.monotonic()
-    root = Path(cfg.output_dir).resolve()
-    cfg.output_dir = str(root)
+    cfg.output_dir = attach(cfg.ray, cfg.output_dir)
+    root = Path(cfg.output_dir)
     cfg.plan_prediction.plans_path = str(Path(cfg.plan_prediction.plans_path or root / "plans.parquet").resolve())
     if "plan_prediction" in cfg.tasks and not Path(cfg.plan_prediction.plans_path).exists():
         raise SystemExit(
@@ -292,7 +292,6 @@ def run(cfg: BuildDatasetConfig) -> dict[str, Any]:
     items = _source_items(cfg)
     if not items:
         raise SystemExit(f"no source rows for tasks {sorted(cfg.tasks)}: check their source settings")
-    init_ray(cfg.ray)
 
     n_cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     configs = {name: getattr(cfg, name) for name in cfg.tasks}

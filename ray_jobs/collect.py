@@ -53,7 +53,7 @@ from pipelines.terraform.sandbox import IsolationUnavailable, SandboxConfig, res
 from ray_jobs.common import (
     TERRAFORM_RESOURCE,
     RayConfig,
-    init_ray,
+    attach,
     parse_args,
     setup_logging,
     swap_dir,
@@ -306,13 +306,11 @@ def run(cfg: CollectConfig) -> dict[str, Any]:
     import ray
 
     start = time.monotonic()
-    out = Path(cfg.output_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    cfg.output_dir = str(out)
+    cfg.output_dir = attach(cfg.ray, cfg.output_dir)
+    out = Path(cfg.output_dir)
     sources = resolve_sources(cfg)
     if not sources:
         raise SystemExit("no sources: set sources.urls, manifests, local_dirs, github, azure_devops or synthetic")
-    init_ray(cfg.ray)
     settings = CollectSettings(
         cache_dir=cfg.cache_dir or str(tfpredict_home() / "git-cache"),
         fetch=FetchLimits(

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
+from pipelines import storage
 from schemas.config import ConfigError, Strict, load_config
 
 M = TypeVar("M", bound=BaseModel)
@@ -49,6 +50,9 @@ def setup_logging() -> None:
     )
 
 
+_started_local: list[bool] = []  # set once this process started its own local cluster, whose nodes share its disk
+
+
 def init_ray(cfg: RayConfig) -> None:
     """Connect to a cluster, or start a local one whose node can run terraform."""
     import ray
@@ -61,6 +65,7 @@ def init_ray(cfg: RayConfig) -> None:
     if cfg.auth_disabled:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     n = cfg.num_cpus or os.cpu_count() or 1
+    _started_local.append(True)
     # "local": a private cluster even when another job's local cluster runs here (plain ray.init() would join
     # that one, and die with it; with num_cpus it refuses: "When connecting to an existing cluster, num_cpus ...")
     ray.init(
@@ -70,6 +75,62 @@ def init_ray(cfg: RayConfig) -> None:
         include_dashboard=False,
         runtime_env={"worker_process_setup_hook": "ray_jobs.common.quiet_local_workers"},
     )
+
+
+def attach(cfg: RayConfig, output_dir: str) -> str:
+    """Connect to Ray (``init_ray``) for a stage that writes under ``output_dir``; the location to use.
+
+    On a cluster this process did not start (``ray job submit``, ``ray.address``, a notebook's ``ray.init``),
+    workers on other nodes read and write there too: a relative path is refused (under ``ray job submit`` it
+    would name a directory inside the job's copy of the working directory, deleted with the job), and so is a
+    local path some alive node cannot see (checked by a marker file the driver writes and every node looks for).
+    """
+    import ray
+
+    remote = not _started_local and bool(ray.is_initialized() or cfg.address or os.environ.get("RAY_ADDRESS"))
+    if remote and not storage.is_uri(output_dir) and not Path(output_dir).is_absolute():
+        raise SystemExit(
+            f"output_dir={output_dir!r} is a relative path, and this job runs on a Ray cluster: it would land in "
+            "the job's copy of the working directory (removed with the job) or a different directory on each "
+            "node. Give a location every node sees: an absolute path on shared storage (output_dir=/mnt/shared/"
+            "tfpredict) or an object store URI (output_dir=s3://bucket/tfpredict)."
+        )
+    init_ray(cfg)
+    if storage.is_uri(output_dir):
+        return output_dir
+    out = Path(output_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    if remote:
+        blind = nodes_not_seeing(out)
+        if blind:
+            raise SystemExit(
+                f"output_dir={out} is local to the driver's node: {len(blind)} alive node(s) do not see it "
+                f"({', '.join(blind[:3])}). Put it on storage every node mounts at that path (NFS, EFS, a "
+                "Kubernetes volume: cluster.yaml and cluster/rayjob.yaml mount /data), or use an object store URI."
+            )
+    return str(out)
+
+
+def nodes_not_seeing(directory: Path) -> list[str]:
+    """The alive nodes (by IP and id) on which ``directory`` does not hold a marker this process just wrote."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    marker = directory / f".tfpredict-visible-{uuid.uuid4().hex}"
+    marker.write_text("")
+    try:
+        nodes = [n for n in ray.nodes() if n["Alive"]]
+        look = ray.remote(num_cpus=0, max_retries=0)(os.path.exists)
+        refs = [
+            look.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(
+                str(marker)
+            )
+            for n in nodes
+        ]
+        seen = ray.get(refs, timeout=120)
+    finally:
+        marker.unlink(missing_ok=True)
+    return [f"{n['NodeManagerAddress']} ({n['NodeID'][:8]})" for n, ok in zip(nodes, seen, strict=True) if not ok]
 
 
 def quiet_local_workers() -> None:

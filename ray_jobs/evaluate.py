@@ -34,7 +34,7 @@ from pipelines.evaluate import report as html_report
 from pipelines.evaluate import tasks as T
 from pipelines.evaluate.predict import SCHEMA_TASKS, PredictorConfig, make, predict_rows
 from pipelines.train.runs import run_weights
-from ray_jobs.common import RayConfig, init_ray, parse_args, setup_logging, swap_dir
+from ray_jobs.common import RayConfig, attach, parse_args, setup_logging, swap_dir
 from schemas.config import Strict
 
 logger = logging.getLogger("tfpredict.evaluate")
@@ -431,6 +431,7 @@ def run(cfg: EvaluateConfig) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     start = time.monotonic()
+    cfg.output_dir = attach(cfg.ray, cfg.output_dir)
     path = split_path(cfg)
     if not path.exists():
         raise SystemExit(f"evaluate: {path} does not exist; run `python -m ray_jobs.build_dataset` first")
@@ -439,7 +440,6 @@ def run(cfg: EvaluateConfig) -> dict[str, Any]:
     dupes = sorted(n for n, c in Counter(names).items() if c > 1)
     if dupes:
         raise SystemExit(f"evaluate: predictor names must be unique; repeated: {dupes}")
-    init_ray(cfg.ray)
     table = predict_all(cfg, predictors)
     report = Path(cfg.output_dir).resolve() / "reports" / cfg.name
     tmp = report.with_name(f".{report.name}.tmp")

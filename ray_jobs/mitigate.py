@@ -41,7 +41,7 @@ from ray_jobs import build_dataset as build_job
 from ray_jobs import collect as collect_job
 from ray_jobs import evaluate as evaluate_job
 from ray_jobs import train as train_job
-from ray_jobs.common import RayConfig, init_ray, parse_args, setup_logging
+from ray_jobs.common import RayConfig, attach, parse_args, setup_logging
 from schemas.config import Strict, load_config
 
 logger = logging.getLogger("tfpredict.mitigate")
@@ -174,12 +174,12 @@ def train_round(cfg: MitigateConfig, k: int, run: str, data: Path) -> tuple[str,
 # ---------------------------------------------------------------- the loop
 def run(cfg: MitigateConfig) -> dict[str, Any]:
     start = time.monotonic()
-    out = Path(cfg.output_dir).resolve()
+    cfg.output_dir = attach(cfg.ray, cfg.output_dir)
+    out = Path(cfg.output_dir)
     try:
         run_weights(out / "runs" / cfg.run)
     except FileNotFoundError as e:
         raise SystemExit(f"mitigate: {e}, or set run=<name>") from None
-    init_ray(cfg.ray)
     rounds: list[dict[str, Any]] = []
     run_name, target, stop = cfg.run, None, ""
     for k in range(cfg.max_rounds + 1):

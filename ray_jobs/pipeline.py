@@ -15,9 +15,10 @@ common plan errors and what to change, instead of reporting success over an empt
 
 from __future__ import annotations
 
-import json
 import logging
+import shutil
 import sys
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,13 +26,14 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from pipelines import storage
 from pipelines.terraform.install import TERRAFORM_DATA_MIN, supports_terraform_data
 from ray_jobs import build_dataset as build_dataset_job
 from ray_jobs import collect as collect_job
 from ray_jobs import evaluate as evaluate_job
 from ray_jobs import serve as serve_job
 from ray_jobs import train as train_job
-from ray_jobs.common import RayConfig, parse_args, setup_logging
+from ray_jobs.common import RayConfig, attach, parse_args, setup_logging
 from schemas.config import Strict
 
 logger = logging.getLogger("tfpredict.pipeline")
@@ -150,36 +152,120 @@ def format_summary(
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------- stages, each published by a manifest
+STAGES = ("collect", "build_dataset", "train", "evaluate")
+INPUTS = {
+    "collect": (),
+    "build_dataset": ("collect",),
+    "train": ("build_dataset",),
+    "evaluate": ("build_dataset", "train"),
+}
+# settings that change where or how fast a stage runs, never what it writes
+NOT_OUTPUT = {"ray", "output_dir", "cache_dir", "cpus_per_worker", "cpu_threads"}
+
+
+def _settings(stage_cfg: Strict) -> dict[str, Any]:
+    return {
+        "tfpredict": _version(),
+        **{k: v for k, v in stage_cfg.model_dump(mode="json").items() if k not in NOT_OUTPUT},
+    }
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tfpredict")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _outputs(stage: str, cfg: PipelineConfig, result: Mapping[str, Any]) -> list[str]:
+    """What a stage published, relative to ``output_dir``."""
+    if stage == "collect":
+        return ["repos.parquet", "plans.parquet"]
+    if stage == "build_dataset":
+        return [f"datasets/{cfg.build_dataset.name}"]
+    if stage == "train":
+        root = Path(cfg.output_dir).resolve()
+        paths = [result["exported"].get(k) for k in ("adapter", "model", "merged", "modelfile")]
+        return sorted({str(Path(p).relative_to(root)) for p in paths if p})
+    return [f"reports/{cfg.evaluate.name}"]
+
+
+def _restart_stale_run(cfg: PipelineConfig, inputs: Mapping[str, str | None], force: bool) -> None:
+    """A train run resumes from its checkpoints only when they were trained on the same dataset (and no
+    ``--force``): otherwise ``runs/<name>`` is cleared and the run starts over."""
+    run_dir = Path(cfg.output_dir).resolve() / "runs" / cfg.train.name
+    marker = run_dir / "pipeline_inputs.json"
+    earlier = storage.read_json(str(marker))
+    if run_dir.exists() and (force or earlier != dict(inputs)):
+        why = "--force" if force else "its dataset changed" if earlier else "it was not started by this pipeline"
+        logger.info("train: starting %s over (%s)", run_dir, why)
+        shutil.rmtree(run_dir)
+    storage.write_json(str(marker), dict(inputs))
+
+
+def run_stages(cfg: PipelineConfig, force: bool = False) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Run the enabled stages in order, each skipped when its manifest is current; (results, what happened)."""
+    jobs = {"collect": collect_job, "build_dataset": build_dataset_job, "train": train_job, "evaluate": evaluate_job}
+    enabled = {"train": cfg.train_enabled, "evaluate": cfg.train_enabled and cfg.evaluate_enabled}
+    results: dict[str, dict[str, Any]] = {}
+    digests: dict[str, str | None] = {}
+    done: dict[str, str] = {}
+    for stage in STAGES:
+        if not enabled.get(stage, True):
+            break
+        stage_cfg = getattr(cfg, stage)
+        inputs = {name: digests[name] for name in INPUTS[stage]}
+        fp = storage.fingerprint(stage, _settings(stage_cfg), inputs)
+        manifest, why = storage.current(cfg.output_dir, stage, fp)
+        if manifest is not None and not force:
+            logger.info("%s: current (published %s), skipped", stage, manifest["published_at"])
+            results[stage], done[stage] = manifest["result"], "skipped (current)"
+        else:
+            logger.info("%s: running (%s)", stage, "--force" if force else why)
+            storage.withdraw(cfg.output_dir, stage)
+            if stage == "train":
+                _restart_stale_run(cfg, inputs, force)
+            t0 = time.monotonic()
+            results[stage] = jobs[stage].run(stage_cfg)  # type: ignore[attr-defined]
+            manifest = storage.publish(cfg.output_dir, stage, fp, _outputs(stage, cfg, results[stage]), results[stage])
+            done[stage] = f"ran in {time.monotonic() - t0:.0f} s"
+            print(jobs[stage].format_summary(results[stage]))  # type: ignore[attr-defined]
+        digests[stage] = storage.digest(manifest)
+        if stage == "build_dataset":
+            failure = core_task_failure(cfg, Path(results["collect"]["output_dir"]) / "plans.parquet", results[stage])
+            if failure:
+                storage.withdraw(cfg.output_dir, stage)  # so that a rerun after the fix does not skip it
+                raise PipelineFailed(failure)
+    return results, done
+
+
+class PipelineFailed(Exception):
+    pass
+
+
 # ---------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> int:
     setup_logging()
-    cfg = parse_args(PipelineConfig, argv, __doc__ or "", DEFAULT_CONFIG)
-    out = Path(cfg.output_dir)
+    args = list(sys.argv[1:] if argv is None else argv)
+    force = "--force" in args
+    args = [a for a in args if a != "--force"]
+    cfg = parse_args(PipelineConfig, args, __doc__ or "", DEFAULT_CONFIG)
+    cfg.output_dir = attach(cfg.ray, cfg.output_dir)
     for stage in (cfg.collect, cfg.build_dataset, cfg.train, cfg.evaluate, cfg.serve):
         stage.output_dir, stage.ray = cfg.output_dir, cfg.ray
     cfg.train.dataset = cfg.evaluate.dataset = cfg.build_dataset.name
     cfg.evaluate.run = cfg.serve.run = cfg.train.name
 
-    collected = collect_job.run(cfg.collect)
-    print(collect_job.format_summary(collected))
-    (out / "collect_summary.json").write_text(json.dumps(collected, indent=2, sort_keys=True))
-
-    built = build_dataset_job.run(cfg.build_dataset)
-    print(build_dataset_job.format_summary(built))
-
-    failure = core_task_failure(cfg, Path(collected["output_dir"]) / "plans.parquet", built)
-    if failure:
-        logger.error("pipeline failed: %s", failure)
+    try:
+        results, done = run_stages(cfg, force)
+    except PipelineFailed as e:
+        logger.error("pipeline failed: %s", e)
         return 1
-    trained = None
-    if cfg.train_enabled:
-        trained = train_job.run(cfg.train)
-        print(train_job.format_summary(trained))
-    evaluated = None
-    if cfg.train_enabled and cfg.evaluate_enabled:
-        evaluated = evaluate_job.run(cfg.evaluate)
-        print(evaluate_job.format_summary(evaluated))
-    print(format_summary(collected, built, trained, evaluated))
+    print(format_summary(results["collect"], results["build_dataset"], results.get("train"), results.get("evaluate")))
+    print("  stages    " + ", ".join(f"{s} {how}" for s, how in done.items()))
     if cfg.train_enabled and cfg.serve_enabled:
         print(f"  serve     {serve_job.run(cfg.serve)}")
         if cfg.serve.blocking:

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
-from ray_jobs.common import RayConfig, init_ray, parse_args, setup_logging
+from ray_jobs.common import RayConfig, attach, parse_args, setup_logging
 from schemas.config import Strict
 
 logger = logging.getLogger("tfpredict.serve")
@@ -58,8 +58,8 @@ def run(cfg: ServeJobConfig) -> str:
 
     from serve.app import build_app
 
+    cfg.output_dir = attach(cfg.ray, cfg.output_dir)
     args = app_args(cfg)
-    init_ray(cfg.ray)
     serve.start(proxy_location="HeadOnly", http_options={"host": cfg.host, "port": cfg.port})
     serve.run(build_app(args), name=cfg.name, route_prefix="/")
     url = f"http://{cfg.host}:{cfg.port}"

@@ -28,7 +28,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from pipelines.train.data import Tokenized, pack, single, tokenize
-from ray_jobs.common import RayConfig, init_ray, setup_logging, swap_dir
+from ray_jobs.common import RayConfig, attach, init_ray, setup_logging, swap_dir
 from schemas.config import Strict, load_config_lenient
 
 logger = logging.getLogger("tfpredict.train")
@@ -446,9 +446,8 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     from ray.train.torch import TorchTrainer
 
     start = time.monotonic()
-    root = Path(cfg.output_dir).resolve()
-    cfg.output_dir = str(root)
-    init_ray(cfg.ray)
+    cfg.output_dir = attach(cfg.ray, cfg.output_dir)
+    root = Path(cfg.output_dir)
     found = problems(cfg, ray.cluster_resources())
     earlier = root / "runs" / cfg.name / "train_config.json"
     if earlier.exists():
