@@ -20,7 +20,6 @@ import math
 import sys
 import time
 import traceback
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import field_validator
 
+from pipelines import storage
 from pipelines.collect import secrets
 from pipelines.dataset import dedup as dedup_lib
 from pipelines.dataset import split as split_lib
@@ -40,7 +40,7 @@ from pipelines.dataset.formats import dumps_line, harmony_record, openai_record,
 from pipelines.dataset.tasks import imported, plan_prediction, records, rego_policy, terminal_report
 from pipelines.dataset.tokens import build_tiny_tokenizer, count_tokens, load_tokenizer, tokenizer_fingerprint
 from pipelines.dataset.validate import check_example
-from ray_jobs.common import RayConfig, attach, parse_args, setup_logging, swap_dir
+from ray_jobs.common import RayConfig, attach, parse_args, setup_logging
 from schemas.config import Strict
 from schemas.tables import EXAMPLES, SPLITS, conform
 
@@ -227,8 +227,8 @@ def resolve_tokenizer(cfg: BuildDatasetConfig) -> str:
     if cfg.tokenizer:
         load_tokenizer(cfg.tokenizer)  # fail early, with the reason, before any work is scheduled
         return cfg.tokenizer
-    tiny = Path(cfg.output_dir) / "models" / "tiny"
-    if not (tiny / "tokenizer.json").exists():
+    tiny = storage.join(cfg.output_dir, "models", "tiny")
+    if not storage.exists(storage.join(tiny, "tokenizer.json")):
         texts = _corpus_texts(str(cfg.plan_prediction.plans_path))
         if not texts:
             raise SystemExit(
@@ -236,15 +236,13 @@ def resolve_tokenizer(cfg: BuildDatasetConfig) -> str:
                 f"embedded tiny tokenizer can be trained on {cfg.plan_prediction.plans_path}"
             )
         logger.info("training the embedded tiny tokenizer (vocab %d) on %d texts", cfg.tiny_vocab_size, len(texts))
-        tmp = tiny.with_name(f".tiny.tmp-{uuid.uuid4().hex[:8]}")
-        build_tiny_tokenizer(texts, tmp, cfg.tiny_vocab_size)
-        tiny.parent.mkdir(parents=True, exist_ok=True)
-        swap_dir(tmp, tiny)
-    return str(tiny.resolve())
+        with storage.writing_dir(tiny) as tmp:
+            build_tiny_tokenizer(texts, tmp, cfg.tiny_vocab_size)
+    return tiny
 
 
 def _corpus_texts(plans_path: str) -> list[str]:
-    if not Path(plans_path).exists():
+    if not storage.exists(plans_path):
         return []
     t = pq.read_table(plans_path, columns=["workspace_id", "files", "resource_changes", "plan_status"])
     texts = []
@@ -280,9 +278,9 @@ def run(cfg: BuildDatasetConfig) -> dict[str, Any]:
 
     start = time.monotonic()
     cfg.output_dir = attach(cfg.ray, cfg.output_dir)
-    root = Path(cfg.output_dir)
-    cfg.plan_prediction.plans_path = str(Path(cfg.plan_prediction.plans_path or root / "plans.parquet").resolve())
-    if "plan_prediction" in cfg.tasks and not Path(cfg.plan_prediction.plans_path).exists():
+    plans = cfg.plan_prediction.plans_path or storage.join(cfg.output_dir, "plans.parquet")
+    cfg.plan_prediction.plans_path = plans if storage.is_uri(plans) else str(Path(plans).resolve())
+    if "plan_prediction" in cfg.tasks and not storage.exists(cfg.plan_prediction.plans_path):
         raise SystemExit(
             f"plan_prediction: {cfg.plan_prediction.plans_path} does not exist; run `python -m ray_jobs.collect` "
             "first or set plan_prediction.plans_path"
@@ -364,7 +362,7 @@ def finish(
             r["stratum"] = f"{r['task']}/{r['provider']}"
             kept.append(r)
     ratios = {s: getattr(cfg.split, s) for s in SPLITS}
-    out = Path(cfg.output_dir) / "datasets" / cfg.name
+    out = storage.join(cfg.output_dir, "datasets", cfg.name)
     comp = split_lib.components(kept, links)
     previous = _previous_splits(out) if cfg.split.sticky else {}
     split = split_lib.assign(
@@ -382,17 +380,16 @@ def finish(
     for r in kept:
         r["split"], r["component"] = split[r["example_id"]], comp[r["example_id"]]
 
-    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-    (tmp / "harmony").mkdir(parents=True)
-    written = write_splits(cfg, prepared, kept, tmp)
-    dropped_rows = sorted(
-        (_dropped_row(r) for r in drops), key=lambda d: (d["task"], d["source_id"], d["example_id"] or "")
-    )
-    pq.write_table(conform(dropped_rows, "dropped"), tmp / "dropped.parquet")
-    stats = build_stats(cfg, kept, drops, dd, written=written, tokenizer=tokenizer, n_sources=n_sources)
-    (tmp / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
-    (tmp / "README.md").write_text(dataset_card(cfg, stats))
-    swap_dir(tmp, out)
+    with storage.writing_dir(out) as tmp:
+        (tmp / "harmony").mkdir()
+        written = write_splits(cfg, prepared, kept, tmp)
+        dropped_rows = sorted(
+            (_dropped_row(r) for r in drops), key=lambda d: (d["task"], d["source_id"], d["example_id"] or "")
+        )
+        pq.write_table(conform(dropped_rows, "dropped"), tmp / "dropped.parquet")
+        stats = build_stats(cfg, kept, drops, dd, written=written, tokenizer=tokenizer, n_sources=n_sources)
+        (tmp / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
+        (tmp / "README.md").write_text(dataset_card(cfg, stats))
     keys = ("examples", "dropped", "dedup", "jsonl_lines", "secrets_scrubbed")
     return {"output_dir": str(out), **{k: stats[k] for k in keys}}
 
@@ -494,12 +491,12 @@ def _copies(r: Mapping[str, Any], cfg: BuildDatasetConfig) -> int:
     return math.floor(w) + int(split_lib.bucket(f"{cfg.split.salt}:weight", r["example_id"]) < w - math.floor(w))
 
 
-def _previous_splits(out: Path) -> dict[str, str]:
+def _previous_splits(out: str) -> dict[str, str]:
     """group → split of an earlier build of this dataset (empty when there is none)."""
     found: dict[str, str] = {}
     for s in SPLITS:
-        if (out / f"{s}.parquet").exists():
-            for g in pq.read_table(out / f"{s}.parquet", columns=["group"]).column("group").to_pylist():
+        if storage.exists(path := storage.join(out, f"{s}.parquet")):
+            for g in pq.read_table(path, columns=["group"]).column("group").to_pylist():
                 found[g] = s
     return found
 

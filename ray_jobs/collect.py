@@ -15,7 +15,6 @@ import json
 import logging
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -26,13 +25,15 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from pipelines import storage
 from pipelines.collect.azure_devops import AzureDevOpsConfig, azure_devops_repos
 from pipelines.collect.discover import DiscoverLimits
 from pipelines.collect.git import FetchLimits, FileLimits
 from pipelines.collect.github import GitHubSearchConfig, github_search
 from pipelines.collect.repo import CollectSettings, WorkspaceTask, collect_source
 from pipelines.collect.sources import Source, dedupe, from_local_dirs, from_manifest, from_urls
-from pipelines.collect.synthetic import SyntheticConfig, generate_corpus
+from pipelines.collect.synthetic import SyntheticConfig
+from pipelines.collect.synthetic.corpus import repo_refs
 from pipelines.collect.workspace import (
     RULES_VERSION,
     AnalyzeSettings,
@@ -47,7 +48,6 @@ from pipelines.terraform.install import (
     ensure_mirror,
     ensure_terraform,
     terraform_version,
-    tfpredict_home,
 )
 from pipelines.terraform.sandbox import IsolationUnavailable, SandboxConfig, resolve_isolation
 from ray_jobs.common import (
@@ -56,7 +56,6 @@ from ray_jobs.common import (
     attach,
     parse_args,
     setup_logging,
-    swap_dir,
     write_table_atomic,
 )
 from schemas.config import Strict
@@ -142,17 +141,16 @@ class CollectConfig(Strict):
 def resolve_sources(cfg: CollectConfig) -> list[Source]:
     s = cfg.sources
     out: list[Source] = []
-    if s.synthetic is not None:
-        corpus_dir = Path(cfg.output_dir) / "synthetic"
-        for repo in generate_corpus(s.synthetic, corpus_dir):
+    if s.synthetic is not None:  # each repo is built on the node that collects it (corpus.materialize)
+        for url, name, spec in repo_refs(s.synthetic):
             out.append(
                 Source(
-                    url=repo.url,
+                    url=url,
                     kind="git",
                     origin="synthetic",
                     trusted=True,
                     history=s.synthetic_history,
-                    labels={"synthetic": repo.name, "seed": str(s.synthetic.seed)},
+                    labels={"synthetic": name, "seed": str(s.synthetic.seed), "spec": spec},
                 )
             )
     schemes = cfg.clone.allowed_protocols
@@ -256,14 +254,16 @@ def allowed_providers() -> tuple[str, ...]:
     return tuple(sorted({p.source for p in MIRROR_PROVIDERS} | {BUILTIN_PROVIDER}))
 
 
-def _existing_plans(path: Path, retry_failed: bool) -> set[str]:
+def _existing_plans(location: str, retry_failed: bool) -> set[str]:
     """Workspaces an earlier run finished under today's rules (rows made under older rules are replanned)."""
-    if not path.exists():
+    if not storage.listing(location):
         return set()
+    fs, path = storage.resolve(location)
     cols = ["workspace_id", "plan_status", "rules_version"]
-    if not set(cols) <= set(pads.dataset(path, format="parquet").schema.names):  # a table from before rules_version
+    existing = pads.dataset(path, format="parquet", filesystem=fs)
+    if not set(cols) <= set(existing.schema.names):  # a table from before rules_version
         return set()
-    t = pq.read_table(path, columns=cols).to_pylist()
+    t = existing.to_table(columns=cols).to_pylist()
     return {
         r["workspace_id"]
         for r in t
@@ -306,13 +306,12 @@ def run(cfg: CollectConfig) -> dict[str, Any]:
     import ray
 
     start = time.monotonic()
-    cfg.output_dir = attach(cfg.ray, cfg.output_dir)
-    out = Path(cfg.output_dir)
+    cfg.output_dir = out = attach(cfg.ray, cfg.output_dir)
     sources = resolve_sources(cfg)
     if not sources:
         raise SystemExit("no sources: set sources.urls, manifests, local_dirs, github, azure_devops or synthetic")
     settings = CollectSettings(
-        cache_dir=cfg.cache_dir or str(tfpredict_home() / "git-cache"),
+        cache_dir=cfg.cache_dir,  # None: each node's own $TFPREDICT_HOME/git-cache
         fetch=FetchLimits(
             depth=cfg.clone.depth,
             timeout_s=cfg.clone.timeout_s,
@@ -339,19 +338,20 @@ def run(cfg: CollectConfig) -> dict[str, Any]:
         repos[-1]["collected_at"] = datetime.fromisoformat(repos[-1]["collected_at"])
         all_ids.update(r["workspace_ids"])
         trusted_ids.update(dict.fromkeys(r["workspace_ids"], bool(r["trusted"])))
-    write_table_atomic(conform(repos, "repos"), out / "repos.parquet")
+    write_table_atomic(conform(repos, "repos"), storage.join(out, "repos.parquet"))
 
     fetch_s = time.monotonic() - start
     # Phase B: one row per workspace; skip what an earlier run already planned.
     phase_b = time.monotonic()
-    plans_path = out / "plans.parquet"
+    plans_path = storage.join(out, "plans.parquet")
     done = _existing_plans(plans_path, cfg.plan.retry_failed) if cfg.resume else set()
     todo = all_ids - done
     logger.info(
         "%d workspaces discovered, %d already planned, %d to plan", len(all_ids), len(all_ids & done), len(todo)
     )
-    tmp = out / f".plans.parquet.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    tmp = storage.temp_sibling(plans_path)
+    fs, tmp_path = storage.resolve(tmp)
+    fs.create_dir(tmp_path)
     if todo:
         analyze = AnalyzeSettings(
             allowed_providers=allowed_providers(),
@@ -379,35 +379,40 @@ def run(cfg: CollectConfig) -> dict[str, Any]:
             )
             # same remote args as the map, so Ray Data fuses the write into it: a separate write
             # operator would hold back part of the CPU budget and halve the plan concurrency
-            .write_parquet(str(tmp), mode="overwrite", ray_remote_args=plan_args)
+            .write_parquet(tmp_path, filesystem=fs, mode="overwrite", ray_remote_args=plan_args)
         )
     keep = all_ids & done
     if keep:  # carry earlier rows of still-discovered workspaces over, untouched
-        old = pads.dataset(plans_path, format="parquet").to_table(filter=pads.field("workspace_id").isin(list(keep)))
-        pq.write_table(old.cast(PLANS), tmp / "previous-run.parquet")
-    if not any(tmp.iterdir()):
-        pq.write_table(PLANS.empty_table(), tmp / "empty.parquet")
-    written = pq.read_table(tmp, columns=["workspace_id"]).column("workspace_id").to_pylist()
+        old = pads.dataset(storage.resolve(plans_path)[1], format="parquet", filesystem=fs)
+        old = old.to_table(filter=pads.field("workspace_id").isin(list(keep)))
+        pq.write_table(old.cast(PLANS), f"{tmp_path}/previous-run.parquet", filesystem=fs)
+    if not storage.listing(tmp):
+        pq.write_table(PLANS.empty_table(), f"{tmp_path}/empty.parquet", filesystem=fs)
+    written = pq.read_table(tmp_path, columns=["workspace_id"], filesystem=fs).column("workspace_id").to_pylist()
     if len(written) != len(all_ids) or set(written) != all_ids:  # never publish a table that lost or doubled rows
         missing, extra = sorted(all_ids - set(written))[:10], len(written) - len(set(written))
         raise RuntimeError(
             f"plans table check failed: {len(written)} rows for {len(all_ids)} workspaces "
             f"(missing e.g. {missing}, duplicates {extra}); left {tmp} for inspection"
         )
-    swap_dir(tmp, plans_path)
+    storage.replace_dir(tmp, plans_path)
     plan_s = time.monotonic() - phase_b
     summary = summarize(out, time.monotonic() - start)
     summary["planned_now"] = len(todo)
     summary["timings"] = {"fetch_stage_s": round(fetch_s, 2), "plan_stage_s": round(plan_s, 2)}
+    storage.write_json(storage.join(out, "collect_summary.json"), summary)
     return summary
 
 
-def summarize(out: Path, elapsed: float) -> dict[str, Any]:
-    repos = pq.read_table(out / "repos.parquet", columns=["status", "error", "secrets_found"]).to_pylist()
+def summarize(out: str, elapsed: float) -> dict[str, Any]:
+    fs, root = storage.resolve(out)
+    repos = pq.read_table(f"{root}/repos.parquet", columns=["status", "error", "secrets_found"], filesystem=fs)
     plans = pq.read_table(
-        out / "plans.parquet",
+        f"{root}/plans.parquet",
         columns=["plan_status", "planner", "plan_step", "plan_error", "secrets_found", "isolation"],
+        filesystem=fs,
     ).to_pylist()
+    repos = repos.to_pylist()
     reason = lambda e: (e or "").split(":", 1)[0]  # noqa: E731
     summary = {
         "output_dir": str(out),
@@ -453,9 +458,7 @@ def format_summary(s: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     setup_logging()
     cfg = parse_args(CollectConfig, argv, __doc__ or "", DEFAULT_CONFIG)
-    summary = run(cfg)
-    print(format_summary(summary))
-    (Path(cfg.output_dir) / "collect_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    print(format_summary(run(cfg)))
     return 0
 
 

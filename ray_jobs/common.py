@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -80,10 +79,12 @@ def init_ray(cfg: RayConfig) -> None:
 def attach(cfg: RayConfig, output_dir: str) -> str:
     """Connect to Ray (``init_ray``) for a stage that writes under ``output_dir``; the location to use.
 
-    On a cluster this process did not start (``ray job submit``, ``ray.address``, a notebook's ``ray.init``),
-    workers on other nodes read and write there too: a relative path is refused (under ``ray job submit`` it
-    would name a directory inside the job's copy of the working directory, deleted with the job), and so is a
-    local path some alive node cannot see (checked by a marker file the driver writes and every node looks for).
+    The driver writes a marker there first: a location it cannot write (no credentials, no bucket, a read-only
+    mount) stops the stage before any work with the store's own error. On a cluster this process did not start
+    (``ray job submit``, ``ray.address``, a notebook's ``ray.init``), workers on other nodes read and write there
+    too: a relative path is refused (under ``ray job submit`` it would name a directory inside the job's copy of
+    the working directory, deleted with the job), and so is a location some alive node cannot read the marker
+    from (a node-local path; an object store a node has no credentials for).
     """
     import ray
 
@@ -95,42 +96,57 @@ def attach(cfg: RayConfig, output_dir: str) -> str:
             "node. Give a location every node sees: an absolute path on shared storage (output_dir=/mnt/shared/"
             "tfpredict) or an object store URI (output_dir=s3://bucket/tfpredict)."
         )
-    init_ray(cfg)
-    if storage.is_uri(output_dir):
-        return output_dir
-    out = Path(output_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    if remote:
-        blind = nodes_not_seeing(out)
-        if blind:
-            raise SystemExit(
-                f"output_dir={out} is local to the driver's node: {len(blind)} alive node(s) do not see it "
-                f"({', '.join(blind[:3])}). Put it on storage every node mounts at that path (NFS, EFS, a "
-                "Kubernetes volume: cluster.yaml and cluster/rayjob.yaml mount /data), or use an object store URI."
-            )
-    return str(out)
+    location = output_dir if storage.is_uri(output_dir) else str(Path(output_dir).resolve())
+    marker = storage.join(location, storage.MANIFEST_DIR, f".visible-{uuid.uuid4().hex}.json")
+    try:
+        storage.write_json(marker, {})
+    except OSError as e:
+        raise SystemExit(
+            f"output_dir={location} cannot be written from the driver: {e}. Fix: for an object store, give this "
+            "machine credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile or an instance role; "
+            "AWS_ENDPOINT_URL for an S3-compatible server) and create the bucket; for a path, make it writable."
+        ) from None
+    try:
+        init_ray(cfg)
+        blind = nodes_not_seeing(marker) if remote else []
+    finally:
+        storage.delete(marker)
+    if blind and storage.is_uri(location):
+        raise SystemExit(
+            f"output_dir={location} cannot be read from {len(blind)} alive node(s) ({'; '.join(blind[:3])}). "
+            "Give every node credentials for the store (cluster.yaml's IamInstanceProfile, or env_vars in the "
+            "job's runtime env) and the same endpoint."
+        )
+    if blind:
+        raise SystemExit(
+            f"output_dir={location} is local to the driver's node: {len(blind)} alive node(s) do not see it "
+            f"({'; '.join(blind[:3])}). Put it on storage every node mounts at that path (NFS, EFS, the "
+            "Kubernetes volume cluster/rayjob.yaml mounts at /data), or use an object store URI."
+        )
+    return location
 
 
-def nodes_not_seeing(directory: Path) -> list[str]:
-    """The alive nodes (by IP and id) on which ``directory`` does not hold a marker this process just wrote."""
+def _sees(location: str) -> str:
+    """On one node: "" when ``location`` is readable there, else why not."""
+    try:
+        return "" if storage.exists(location) else "not there"
+    except OSError as e:
+        return str(e)[:300]
+
+
+def nodes_not_seeing(marker: str) -> list[str]:
+    """The alive nodes (IP, id and why) that cannot read the ``marker`` this process just wrote."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    marker = directory / f".tfpredict-visible-{uuid.uuid4().hex}"
-    marker.write_text("")
-    try:
-        nodes = [n for n in ray.nodes() if n["Alive"]]
-        look = ray.remote(num_cpus=0, max_retries=0)(os.path.exists)
-        refs = [
-            look.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(
-                str(marker)
-            )
-            for n in nodes
-        ]
-        seen = ray.get(refs, timeout=120)
-    finally:
-        marker.unlink(missing_ok=True)
-    return [f"{n['NodeManagerAddress']} ({n['NodeID'][:8]})" for n, ok in zip(nodes, seen, strict=True) if not ok]
+    nodes = [n for n in ray.nodes() if n["Alive"]]
+    look = ray.remote(num_cpus=0, max_retries=0)(_sees)
+    refs = [
+        look.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(marker)
+        for n in nodes
+    ]
+    found = ray.get(refs, timeout=120)
+    return [f"{n['NodeManagerAddress']} ({n['NodeID'][:8]}): {why}" for n, why in zip(nodes, found, strict=True) if why]
 
 
 def quiet_local_workers() -> None:
@@ -141,19 +157,10 @@ def quiet_local_workers() -> None:
     logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").setLevel(logging.ERROR)
 
 
-def write_table_atomic(table: pa.Table, path: str | Path) -> None:
-    """Write one Parquet dataset directory as a whole: temp directory, then rename over the old one."""
-    final = Path(path)
-    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir(parents=True)
-    pq.write_table(table, tmp / "part-00000.parquet")
-    swap_dir(tmp, final)
-
-
-def swap_dir(tmp: Path, final: Path) -> None:
-    """Replace ``final`` by ``tmp`` so that readers see the old or the new data, never a mix."""
-    old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+def write_table_atomic(table: pa.Table, location: str | Path) -> None:
+    """Write one Parquet dataset directory as a whole: a temp directory, then ``storage.replace_dir``."""
+    tmp = storage.temp_sibling(str(location))
+    fs, path = storage.resolve(tmp)
+    fs.create_dir(path)
+    pq.write_table(table, f"{path}/part-00000.parquet", filesystem=fs)
+    storage.replace_dir(tmp, str(location))

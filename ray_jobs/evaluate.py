@@ -29,12 +29,13 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import Field
 
+from pipelines import storage
 from pipelines.evaluate import metrics as M
 from pipelines.evaluate import report as html_report
 from pipelines.evaluate import tasks as T
 from pipelines.evaluate.predict import SCHEMA_TASKS, PredictorConfig, make, predict_rows
 from pipelines.train.runs import run_weights
-from ray_jobs.common import RayConfig, attach, parse_args, setup_logging, swap_dir
+from ray_jobs.common import RayConfig, attach, parse_args, setup_logging
 from schemas.config import Strict
 
 logger = logging.getLogger("tfpredict.evaluate")
@@ -66,9 +67,9 @@ class EvaluateConfig(Strict):
     ray: RayConfig = RayConfig()
 
 
-def split_path(cfg: EvaluateConfig) -> Path:
-    d = Path(cfg.dataset_dir or Path(cfg.output_dir) / "datasets" / cfg.dataset)
-    return d.resolve() / f"{cfg.split}.parquet"
+def split_path(cfg: EvaluateConfig) -> str:
+    d = cfg.dataset_dir or storage.join(cfg.output_dir, "datasets", cfg.dataset)
+    return storage.join(d if storage.is_uri(d) else str(Path(d).resolve()), f"{cfg.split}.parquet")
 
 
 def default_predictors(cfg: EvaluateConfig) -> list[PredictorConfig]:
@@ -79,7 +80,7 @@ def default_predictors(cfg: EvaluateConfig) -> list[PredictorConfig]:
     run = None
     if cfg.run is not None:
         try:
-            run = run_weights(Path(cfg.output_dir).resolve() / "runs" / cfg.run)
+            run = run_weights(storage.join(cfg.output_dir, "runs", cfg.run))
         except FileNotFoundError as e:
             raise SystemExit(f"evaluate: {e}, or set run=<name> / run=null") from None
     base = run.base if run else None
@@ -207,7 +208,7 @@ def predict_all(cfg: EvaluateConfig, predictors: Sequence[PredictorConfig]) -> p
     pred = col("task") == TASK
     if cfg.variants is not None:
         pred = pred & col("subtask").is_in(list(cfg.variants))
-    ds = ray.data.read_parquet(str(split_path(cfg))).filter(expr=pred)
+    ds = ray.data.read_parquet(split_path(cfg)).filter(expr=pred)
     ds = ds.sort("example_id")
     if cfg.limit:
         ds = ds.limit(cfg.limit)
@@ -433,7 +434,7 @@ def run(cfg: EvaluateConfig) -> dict[str, Any]:
     start = time.monotonic()
     cfg.output_dir = attach(cfg.ray, cfg.output_dir)
     path = split_path(cfg)
-    if not path.exists():
+    if not storage.exists(path):
         raise SystemExit(f"evaluate: {path} does not exist; run `python -m ray_jobs.build_dataset` first")
     predictors = default_predictors(cfg)
     names = [p.name for p in predictors]
@@ -441,22 +442,20 @@ def run(cfg: EvaluateConfig) -> dict[str, Any]:
     if dupes:
         raise SystemExit(f"evaluate: predictor names must be unique; repeated: {dupes}")
     table = predict_all(cfg, predictors)
-    report = Path(cfg.output_dir).resolve() / "reports" / cfg.name
-    tmp = report.with_name(f".{report.name}.tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
+    report = storage.join(cfg.output_dir, "reports", cfg.name)
     table = table.sort_by([("predictor", "ascending"), ("example_id", "ascending")])
-    pq.write_table(table, tmp / "predictions.parquet")
     others = predict_tasks(cfg, predictors).sort_by([("task", "ascending"), ("predictor", "ascending"),
                                                      ("example_id", "ascending")])  # fmt: skip
-    pq.write_table(others, tmp / "task_predictions.parquet")
     m = compute_metrics(table, cfg, names)
     m["tasks"] = compute_task_metrics(others, names)
     m["records_metric"] = cfg.records_metric
     m["duration_s"] = round(time.monotonic() - start, 1)
-    (tmp / "metrics.json").write_text(json.dumps(m, indent=2, sort_keys=True))
-    html_report.write(tmp / "report.html", m, table.to_pylist(), title=f"tfpredict evaluation: {cfg.name}")
-    swap_dir(tmp, report)
-    m["report_dir"] = str(report)
+    with storage.writing_dir(report) as tmp:
+        pq.write_table(table, tmp / "predictions.parquet")
+        pq.write_table(others, tmp / "task_predictions.parquet")
+        (tmp / "metrics.json").write_text(json.dumps(m, indent=2, sort_keys=True))
+        html_report.write(tmp / "report.html", m, table.to_pylist(), title=f"tfpredict evaluation: {cfg.name}")
+    m["report_dir"] = report
     return m
 
 

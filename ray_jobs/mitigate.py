@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
 
+from pipelines import storage
 from pipelines.collect.synthetic.config import SyntheticConfig
 from pipelines.evaluate import metrics as M
 from pipelines.train.runs import run_weights
@@ -174,6 +175,11 @@ def train_round(cfg: MitigateConfig, k: int, run: str, data: Path) -> tuple[str,
 # ---------------------------------------------------------------- the loop
 def run(cfg: MitigateConfig) -> dict[str, Any]:
     start = time.monotonic()
+    if storage.is_uri(cfg.output_dir):  # its rounds edit datasets and runs in place: a filesystem only, for now
+        raise SystemExit(
+            f"mitigate: output_dir={cfg.output_dir} is an object store; the mitigation loop runs on a filesystem "
+            "path (a shared one on a cluster) for now"
+        )
     cfg.output_dir = attach(cfg.ray, cfg.output_dir)
     out = Path(cfg.output_dir)
     try:

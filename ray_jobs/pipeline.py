@@ -2,11 +2,19 @@
 
     python -m ray_jobs.pipeline
     python -m ray_jobs.pipeline --config ray_jobs/configs/pipeline.yaml collect.sources.synthetic.n_repos=40
-    ray job submit --working-dir . -- python -m ray_jobs.pipeline
+    python -m ray_jobs.pipeline --force
+    ray job submit --working-dir . -- python -m ray_jobs.pipeline --config ray_jobs/configs/pipeline_cluster.yaml
 
 Stages: collect → build_dataset → train → evaluate (→ serve with ``serve_enabled=true``: the trained run on Ray
-Serve until interrupted). Every stage writes under ``output_dir`` and uses the one ``ray`` section;
-``train_enabled=false`` stops after the dataset, ``evaluate_enabled=false`` after training.
+Serve until interrupted). Every stage writes under ``output_dir`` (a path, or an object store URI such as
+``s3://bucket/prefix``) and uses the one ``ray`` section; ``train_enabled=false`` stops after the dataset,
+``evaluate_enabled=false`` after training.
+
+Each finished stage publishes a manifest (``_manifests/<stage>.json``, written last: its settings' and inputs'
+fingerprint, its files and sizes, its summary). A rerun skips every stage whose manifest is current and whose
+files are intact, and reruns a stage, and all after it, whose settings, inputs or files changed; ``--force``
+redoes every stage. An interrupted train stage resumes from its last checkpoint (started over when its dataset
+changed, or with ``--force``).
 
 The core task is plan prediction from real plans: when it ends with no examples (every plan failed, e.g.
 a terraform too old for the corpus, or timeouts), the pipeline exits 1 with the plan counts, the most
@@ -16,7 +24,6 @@ common plan errors and what to change, instead of reporting success over an empt
 from __future__ import annotations
 
 import logging
-import shutil
 import sys
 import time
 from collections import Counter
@@ -60,12 +67,12 @@ def _examples(build: Mapping[str, Any], task: str) -> int:
     return sum(build["examples"]["by_task"].get(task, {}).values())
 
 
-def core_task_failure(cfg: PipelineConfig, plans_path: Path, build: Mapping[str, Any]) -> str | None:
+def core_task_failure(cfg: PipelineConfig, plans_path: str, build: Mapping[str, Any]) -> str | None:
     """Why the plan-prediction task has no example, and how to fix it; None when it has some (or is off)."""
     if CORE_TASK not in cfg.build_dataset.tasks or _examples(build, CORE_TASK) > 0:
         return None
     cols = ["plan_status", "planner", "plan_error", "terraform_version"]
-    plans = pq.read_table(plans_path, columns=cols).to_pylist() if plans_path.exists() else []
+    plans = pq.read_table(plans_path, columns=cols).to_pylist() if storage.exists(plans_path) else []
     by_status = dict(Counter(p["plan_status"] for p in plans).most_common())
     by_planner = dict(Counter(p["planner"] for p in plans if p["plan_status"] == "ok").most_common())
     errors = Counter(" ".join((p["plan_error"] or "").split())[:240] for p in plans if p["plan_status"] != "ok")
@@ -187,23 +194,23 @@ def _outputs(stage: str, cfg: PipelineConfig, result: Mapping[str, Any]) -> list
     if stage == "build_dataset":
         return [f"datasets/{cfg.build_dataset.name}"]
     if stage == "train":
-        root = Path(cfg.output_dir).resolve()
+        root = cfg.output_dir.rstrip("/") + "/"
         paths = [result["exported"].get(k) for k in ("adapter", "model", "merged", "modelfile")]
-        return sorted({str(Path(p).relative_to(root)) for p in paths if p})
+        return sorted({p.removeprefix(root) for p in paths if p})
     return [f"reports/{cfg.evaluate.name}"]
 
 
 def _restart_stale_run(cfg: PipelineConfig, inputs: Mapping[str, str | None], force: bool) -> None:
     """A train run resumes from its checkpoints only when they were trained on the same dataset (and no
     ``--force``): otherwise ``runs/<name>`` is cleared and the run starts over."""
-    run_dir = Path(cfg.output_dir).resolve() / "runs" / cfg.train.name
-    marker = run_dir / "pipeline_inputs.json"
-    earlier = storage.read_json(str(marker))
-    if run_dir.exists() and (force or earlier != dict(inputs)):
+    run_dir = storage.join(cfg.output_dir, "runs", cfg.train.name)
+    marker = storage.join(run_dir, "pipeline_inputs.json")
+    earlier = storage.read_json(marker)
+    if storage.exists(run_dir) and (force or earlier != dict(inputs)):
         why = "--force" if force else "its dataset changed" if earlier else "it was not started by this pipeline"
         logger.info("train: starting %s over (%s)", run_dir, why)
-        shutil.rmtree(run_dir)
-    storage.write_json(str(marker), dict(inputs))
+        storage.delete(run_dir)
+    storage.write_json(marker, dict(inputs))
 
 
 def run_stages(cfg: PipelineConfig, force: bool = False) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
@@ -235,7 +242,9 @@ def run_stages(cfg: PipelineConfig, force: bool = False) -> tuple[dict[str, dict
             print(jobs[stage].format_summary(results[stage]))  # type: ignore[attr-defined]
         digests[stage] = storage.digest(manifest)
         if stage == "build_dataset":
-            failure = core_task_failure(cfg, Path(results["collect"]["output_dir"]) / "plans.parquet", results[stage])
+            failure = core_task_failure(
+                cfg, storage.join(results["collect"]["output_dir"], "plans.parquet"), results[stage]
+            )
             if failure:
                 storage.withdraw(cfg.output_dir, stage)  # so that a rerun after the fix does not skip it
                 raise PipelineFailed(failure)

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
+from pipelines import storage
 from ray_jobs.common import RayConfig, attach, parse_args, setup_logging
 from schemas.config import Strict
 
@@ -43,7 +44,8 @@ def app_args(cfg: ServeJobConfig) -> Any:
 
     args: dict[str, Any] = dict(cfg.app)
     if cfg.run is not None:
-        args["runs"] = [str(Path(cfg.output_dir).resolve() / "runs" / cfg.run), *args.get("runs", [])]
+        out = cfg.output_dir if storage.is_uri(cfg.output_dir) else str(Path(cfg.output_dir).resolve())
+        args["runs"] = [storage.join(out, "runs", cfg.run), *args.get("runs", [])]
     try:
         return AppArgs(**args).with_runs()
     except FileNotFoundError as e:

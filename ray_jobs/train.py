@@ -27,8 +27,9 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import Field
 
+from pipelines import storage
 from pipelines.train.data import Tokenized, pack, single, tokenize
-from ray_jobs.common import RayConfig, attach, init_ray, setup_logging, swap_dir
+from ray_jobs.common import RayConfig, attach, init_ray, setup_logging
 from schemas.config import Strict, load_config_lenient
 
 logger = logging.getLogger("tfpredict.train")
@@ -121,8 +122,10 @@ class TrainConfig(Strict):
 
 
 # ---------------------------------------------------------------- validation (before any cluster work)
-def dataset_dir(cfg: TrainConfig) -> Path:
-    return Path(cfg.dataset_dir or Path(cfg.output_dir) / "datasets" / cfg.dataset).resolve()
+def dataset_dir(cfg: TrainConfig) -> str:
+    """The dataset's location (a path, made absolute, or an object store URI)."""
+    d = cfg.dataset_dir or storage.join(cfg.output_dir, "datasets", cfg.dataset)
+    return d if storage.is_uri(d) else str(Path(d).resolve())
 
 
 def _tiny_linear_names() -> set[str]:
@@ -136,16 +139,16 @@ def problems(cfg: TrainConfig, cluster: Mapping[str, float] | None = None) -> li
     out: list[str] = []
     ds = dataset_dir(cfg)
     for split in ("train", "val"):
-        if not (ds / f"{split}.parquet").exists():
+        if not storage.exists(path := storage.join(ds, f"{split}.parquet")):
             out.append(
-                f"dataset: {ds / f'{split}.parquet'} does not exist; run `python -m ray_jobs.build_dataset` "
+                f"dataset: {path} does not exist; run `python -m ray_jobs.build_dataset` "
                 "first, or set dataset=<name> / dataset_dir=<path>"
             )
     names: set[str] | None = None
     limit: int | None = None
     if cfg.base_model == TINY:
-        tok = Path(cfg.output_dir) / "models" / "tiny" / "tokenizer.json"
-        if not tok.exists():
+        tok = storage.join(cfg.output_dir, "models", "tiny", "tokenizer.json")
+        if not storage.exists(tok):
             out.append(f"base_model=tiny: the tokenizer {tok} does not exist; run the build_dataset stage first")
         names, limit = _tiny_linear_names(), cfg.tiny.max_position_embeddings
     else:
@@ -289,11 +292,11 @@ def pack_udf(batch: pa.Table, max_seq_len: int, packing: bool) -> pa.Table:
     return pa.Table.from_pylist([p.as_row() for p in packs], schema=PACKED)
 
 
-def prepare_split(path: Path, model_dir: str, cfg: TrainConfig, limit: int | None = None) -> tuple[Any, dict[str, int]]:
+def prepare_split(path: str, model_dir: str, cfg: TrainConfig, limit: int | None = None) -> tuple[Any, dict[str, int]]:
     """One split → (materialized Ray dataset of packs, counts)."""
     import ray
 
-    ds = ray.data.read_parquet(str(path), columns=["example_id", "task", "messages"])
+    ds = ray.data.read_parquet(path, columns=["example_id", "task", "messages"])
     if cfg.tasks:
         ds = ds.filter(expr=" or ".join(f"task == '{t}'" for t in cfg.tasks))
     if limit is not None:
@@ -336,29 +339,29 @@ def resolve_base(cfg: TrainConfig) -> tuple[str, dict[str, Any] | None]:
     from pipelines.ids import short_hash
     from pipelines.train.model import TinyShape, build_tiny_model
 
-    tok_dir = Path(cfg.output_dir).resolve() / "models" / "tiny"
+    models = storage.join(cfg.output_dir if storage.is_uri(cfg.output_dir) else str(Path(cfg.output_dir).resolve()),
+                          "models")  # fmt: skip
+    tok_dir = storage.local(storage.join(models, "tiny"))
     shape = cfg.tiny.model_dump(exclude={"pretrain"})
-    key = short_hash((tok_dir / "tokenizer.json").read_text(), json.dumps(shape, sort_keys=True))
-    raw = tok_dir.parent / f"tiny-base-{key}"
-    if not (raw / "config.json").exists():
-        tmp = raw.with_name(f".{raw.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
+    key = short_hash((Path(tok_dir) / "tokenizer.json").read_text(), json.dumps(shape, sort_keys=True))
+    raw = storage.join(models, f"tiny-base-{key}")
+    if not storage.exists(storage.join(raw, "config.json")):
         seed = shape.pop("seed")
-        build_tiny_model(tok_dir, tmp, TinyShape(**shape), seed=seed)
-        swap_dir(tmp, raw)
+        with storage.writing_dir(raw) as tmp:
+            build_tiny_model(Path(tok_dir), tmp, TinyShape(**shape), seed=seed)
     p = cfg.tiny.pretrain
     if p.max_steps == 0:
-        return str(raw), None
-    train_file = dataset_dir(cfg) / "train.parquet"
+        return raw, None
+    train_file = storage.join(dataset_dir(cfg), "train.parquet")
     key = short_hash(key, file_digest(train_file), p.model_dump_json(), str(cfg.max_seq_len))
-    out = tok_dir.parent / f"tiny-pretrained-{key}"
-    if (out / "config.json").exists():
-        return str(out), None
+    out = storage.join(models, f"tiny-pretrained-{key}")
+    if storage.exists(storage.join(out, "config.json")):
+        return out, None
     logger.info("pretraining the tiny base on the text of %s (%d steps, cached as %s)", train_file, p.max_steps, out)
     pre = cfg.model_copy(
         update={
             "name": f"pretrain-{key}",
-            "base_model": str(raw),
+            "base_model": raw,
             "tasks": None,
             "max_examples": None,
             "method": "full",
@@ -375,23 +378,22 @@ def resolve_base(cfg: TrainConfig) -> tuple[str, dict[str, Any] | None]:
         }
     )
     summary = run(pre)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(summary["exported"]["model"], tmp)
-    swap_dir(tmp, out)
-    return str(out), summary
+    with storage.writing_dir(out) as tmp:
+        shutil.copytree(storage.local(summary["exported"]["model"]), tmp, dirs_exist_ok=True)
+    return out, summary
 
 
-def file_digest(path: Path) -> str:
+def file_digest(location: str) -> str:
     import hashlib
 
-    with path.open("rb") as f:
+    fs, path = storage.resolve(location)
+    with fs.open_input_stream(path) as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 # ---------------------------------------------------------------- run
 def loop_config(
-    cfg: TrainConfig, base: str, run_dir: Path, *, total_steps: int, pad_id: int, probe_ids: list[int]
+    cfg: TrainConfig, base: str, run_dir: str, *, total_steps: int, pad_id: int, probe_ids: list[int]
 ) -> dict[str, Any]:
     dtype, attn = resolved(cfg)
     lora = cfg.lora.model_dump()
@@ -418,7 +420,7 @@ def loop_config(
         "early_stopping_patience": cfg.early_stopping_patience,
         "early_stopping_min_delta": cfg.early_stopping_min_delta,
         "cpu_threads": cfg.cpu_threads if not cfg.use_gpu else None,
-        "run_dir": str(run_dir),
+        "run_dir": run_dir,
         "pad_id": pad_id,
         "probe_ids": probe_ids,
         "mlflow": {
@@ -447,11 +449,12 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
 
     start = time.monotonic()
     cfg.output_dir = attach(cfg.ray, cfg.output_dir)
-    root = Path(cfg.output_dir)
     found = problems(cfg, ray.cluster_resources())
-    earlier = root / "runs" / cfg.name / "train_config.json"
-    if earlier.exists():
-        found += resume_conflicts(json.loads(earlier.read_text()), cfg.model_dump(), cfg.name)
+    runs = storage.join(cfg.output_dir, "runs")
+    run_dir = storage.join(runs, cfg.name)  # on an object store: checkpoints by Ray Train, the rest synced up
+    earlier = storage.read_json(storage.join(run_dir, "train_config.json"))
+    if earlier is not None:
+        found += resume_conflicts(earlier, cfg.model_dump(), cfg.name)
     if found:
         raise SystemExit(problem_text(found))
 
@@ -463,21 +466,20 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         logger.warning("the tokenizer's pad token is its EOS: padding is masked by position, never by id")
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     ds_dir = dataset_dir(cfg)
-    train_ds, train_counts = prepare_split(ds_dir / "train.parquet", base, cfg, cfg.max_examples)
-    val_ds, val_counts = prepare_split(ds_dir / "val.parquet", base, cfg)
+    train_ds, train_counts = prepare_split(storage.join(ds_dir, "train.parquet"), base, cfg, cfg.max_examples)
+    val_ds, val_counts = prepare_split(storage.join(ds_dir, "val.parquet"), base, cfg)
     if train_counts["rows"] == 0:
-        raise SystemExit(f"train: no training example with a trainable token in {ds_dir / 'train.parquet'}")
+        raise SystemExit(
+            f"train: no training example with a trainable token in {storage.join(ds_dir, 'train.parquet')}"
+        )
     if cfg.debug_batch:
         return {"debug_batch": debug_print(tok, train_ds, cfg, pad_id)}
 
     per_step = cfg.num_workers * cfg.batch_size * cfg.grad_accum
     steps_per_epoch = max(1, train_counts["rows"] // per_step)
     total_steps = min(cfg.max_steps, cfg.max_epochs * steps_per_epoch)
-    storage = root / "runs"
-    run_dir = storage / cfg.name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "train_config.json").write_text(json.dumps(cfg.model_dump(), indent=2, sort_keys=True))
-    (run_dir / "base.json").write_text(json.dumps({"base_model": base}))  # what ``base_model`` resolved to
+    storage.write_json(storage.join(run_dir, "train_config.json"), cfg.model_dump())
+    storage.write_json(storage.join(run_dir, "base.json"), {"base_model": base})  # what ``base_model`` resolved to
 
     trainer = TorchTrainer(
         _train_loop,
@@ -493,7 +495,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         ),
         run_config=ray.train.RunConfig(
             name=cfg.name,
-            storage_path=str(storage),
+            storage_path=runs,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.num_to_keep),
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
         ),
@@ -508,7 +510,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     exported = _export_remote(cfg, base, run_dir)
     return {
         "name": cfg.name,
-        "run_dir": str(run_dir),
+        "run_dir": run_dir,
         "base_model": base,
         "method": cfg.method,
         "pretrain": _pretrain_brief(pretrained),
@@ -559,24 +561,34 @@ def debug_print(tok: Any, ds: Any, cfg: TrainConfig, pad_id: int) -> str:
     return text
 
 
-def _export_remote(cfg: TrainConfig, base: str, run_dir: Path) -> dict[str, Any]:
+def _export_remote(cfg: TrainConfig, base: str, run_dir: str) -> dict[str, Any]:
     """Export on a worker-like node (the head may have no GPU and little memory)."""
     import ray
 
-    from pipelines.train.export import export_run
-
     dtype, _ = resolved(cfg)
-    task = ray.remote(export_run).options(num_cpus=cfg.cpus_per_worker, num_gpus=1 if cfg.use_gpu else 0, max_retries=1)
+    task = ray.remote(_export).options(num_cpus=cfg.cpus_per_worker, num_gpus=1 if cfg.use_gpu else 0, max_retries=1)
     return ray.get(
         task.remote(
             base,
-            str(run_dir),
+            run_dir,
             method=cfg.method,
             compute_dtype=dtype,
             merged=cfg.export.merged,
             modelfile=cfg.export.modelfile,
         )
     )
+
+
+def _export(base: str, run_dir: str, **kwargs: Any) -> dict[str, Any]:
+    """The export task: the run directory mirrored onto this node, exported, synced back; paths as locations."""
+    from pipelines.train.export import export_run
+    from pipelines.train.runs import CHECKPOINTS
+
+    local = storage.mirror(run_dir, exclude=CHECKPOINTS)
+    out = export_run(storage.local(base), str(local), **kwargs)
+    storage.sync_up(local, run_dir, exclude=CHECKPOINTS)
+    prefix = str(local)
+    return {k: run_dir + v[len(prefix) :] if isinstance(v, str) and v.startswith(prefix) else v for k, v in out.items()}
 
 
 def format_summary(s: Mapping[str, Any]) -> str:

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from pipelines import storage
 from schemas.config import Strict
 
 BASE_TASK = "chat"
@@ -19,7 +20,7 @@ class ServedModel(Strict):
 
     @property
     def is_adapter(self) -> bool:
-        return (Path(self.path) / "adapter_config.json").exists()
+        return storage.exists(storage.join(self.path, "adapter_config.json"))
 
 
 class Batching(Strict):
@@ -104,7 +105,8 @@ class AppArgs(Strict):
         base, method = self.base_model, self.base_method
         for r in self.runs:
             w = run_weights(r)  # FileNotFoundError names the fix
-            models.append(ServedModel(name=Path(r).resolve().name, path=w.adapter or w.model).model_dump())
+            name = r.rstrip("/").rsplit("/", 1)[-1] if storage.is_uri(r) else Path(r).resolve().name
+            models.append(ServedModel(name=name, path=w.adapter or w.model).model_dump())
             base = base or (w.model if w.adapter else w.base)
             if w.method == "qlora":
                 method = "qlora"

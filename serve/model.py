@@ -20,6 +20,7 @@ from typing import Any
 
 from ray import serve
 
+from pipelines import storage
 from pipelines.evaluate.generate import BASE, Generator, GenParams
 from serve.config import AppArgs
 
@@ -57,8 +58,9 @@ class ModelServer:
         a = self.args
         assert a.base_model is not None  # with_runs sets it (the validator requires base_model or runs)
         self.device = torch.device("cuda" if a.model_num_gpus > 0 and torch.cuda.is_available() else "cpu")
-        self.tok = load_tokenizer(a.base_model)
-        base = _load_base(a.base_model, a.base_method, a.compute_dtype).eval()
+        base_dir = storage.local(a.base_model)  # an object store location: this node's copy
+        self.tok = load_tokenizer(base_dir)
+        base = _load_base(base_dir, a.base_method, a.compute_dtype).eval()
         if self.device.type == "cuda" and a.base_method != "qlora":
             base.to(self.device)
         self.base = base
@@ -83,7 +85,7 @@ class ModelServer:
         if spec is None:
             raise RequestError(404, f"model {model_id!r} is not served")
         if spec.is_adapter:
-            await asyncio.to_thread(self._add_adapter, model_id, spec.path)
+            await asyncio.to_thread(self._add_adapter, model_id, storage.local(spec.path))
             return Target(self.shared, model_id, self._retire)
         from pipelines.train.export import DTYPES
 
@@ -92,8 +94,9 @@ class ModelServer:
 
             from pipelines.dataset.tokens import load_tokenizer
 
-            model = AutoModelForCausalLM.from_pretrained(spec.path, dtype=DTYPES[self.args.compute_dtype]).eval()
-            return Generator(model.to(self.device), load_tokenizer(spec.path), self.device)
+            path = storage.local(spec.path)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[self.args.compute_dtype]).eval()
+            return Generator(model.to(self.device), load_tokenizer(path), self.device)
 
         return Target(await asyncio.to_thread(full))
 

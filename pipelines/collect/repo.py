@@ -26,7 +26,10 @@ from pipelines.collect.git import (
     read_tree,
 )
 from pipelines.collect.sources import Source
+from pipelines.collect.synthetic.corpus import SCHEME as SYNTHETIC_SCHEME
+from pipelines.collect.synthetic.corpus import materialize
 from pipelines.ids import short_hash, workspace_id
+from pipelines.terraform.install import tfpredict_home
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +38,7 @@ logger = logging.getLogger(__name__)
 class CollectSettings:
     """Everything a worker needs to collect a source; plain values so Ray can ship it."""
 
-    cache_dir: str
+    cache_dir: str | None = None  # None: $TFPREDICT_HOME/git-cache of the node that clones
     fetch: FetchLimits = field(default_factory=FetchLimits)
     files: FileLimits = field(default_factory=FileLimits)
     discover: DiscoverLimits = field(default_factory=DiscoverLimits)
@@ -134,10 +137,13 @@ def _collect(src: Source, settings: CollectSettings, start: float) -> tuple[dict
             commit = "local-" + short_hash(*(f"{f['path']}\0{f['content']}" for f in files))
             snapshots.append((commit, files))
         else:
+            url = src.url
+            if src.origin == "synthetic" and url.startswith(SYNTHETIC_SCHEME):
+                url = materialize(src.labels["spec"], tfpredict_home() / "synthetic").as_uri()
             res = fetch(
-                src.url,
+                url,
                 src.ref,
-                settings.cache_dir,
+                settings.cache_dir or tfpredict_home() / "git-cache",
                 settings.fetch,
                 history=src.history and src.trusted,
                 budget=budget,

@@ -51,6 +51,10 @@ def load_tokenizer(path: str | Path) -> Any:
     """A local HF tokenizer directory (or a hub id where the hub is reachable) that has a chat template."""
     from transformers import AutoTokenizer
 
+    from pipelines import storage
+
+    if storage.is_uri(str(path)):  # an object store: this node's copy
+        path = storage.on_node(str(path))
     tok = AutoTokenizer.from_pretrained(str(path))
     if not getattr(tok, "chat_template", None):
         raise ValueError(
@@ -130,8 +134,9 @@ def count_tokens(tok: Any, messages: Sequence[Mapping[str, Any]]) -> TokenCount:
 
 def tokenizer_fingerprint(path: str | Path) -> str:
     """A short identity of a saved tokenizer (vocab + template), recorded in stats."""
+    from pipelines import storage
     from pipelines.ids import short_hash
 
-    p = Path(path)
+    p = storage.on_node(str(path)) if storage.is_uri(str(path)) else Path(path)
     parts = [(p / n).read_text() for n in ("tokenizer.json", "tokenizer_config.json") if (p / n).exists()]
     return short_hash(*parts) if parts else short_hash(json.dumps(str(path)))

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from pipelines import storage
 from pipelines.evaluate.generate import GenParams
 from schemas.config import Strict
 
@@ -153,11 +154,12 @@ class HF(Predictor):
             raise ValueError(f"predictor {cfg.name}: kind=hf needs model (a base model directory or hub id)")
         self.cfg = cfg
         device = torch.device("cuda" if cfg.use_gpu else "cpu")
-        tok = load_tokenizer(cfg.adapter or cfg.model)
-        if cfg.adapter:
-            model = load_trained(cfg.model, cfg.adapter, cfg.method, cfg.compute_dtype)
+        base, adapter = storage.local(cfg.model), storage.local(cfg.adapter) if cfg.adapter else None  # this node's
+        tok = load_tokenizer(adapter or base)
+        if adapter:
+            model = load_trained(base, adapter, cfg.method, cfg.compute_dtype)
         else:
-            model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=DTYPES[cfg.compute_dtype]).eval()
+            model = AutoModelForCausalLM.from_pretrained(base, dtype=DTYPES[cfg.compute_dtype]).eval()
         if cfg.use_gpu and cfg.method != "qlora":
             model.to(device)
         self.gen = Generator(model, tok, device)

@@ -29,8 +29,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipelines import storage
 from pipelines.train.data import collate, token_losses
 from pipelines.train.model import LoraSettings, load_model
+from pipelines.train.runs import CHECKPOINTS
 
 logger = logging.getLogger(__name__)
 STATE = "trainer_state.pt"
@@ -263,19 +265,24 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
     torch.manual_seed(seed)
     if device.type == "cpu" and cfg.get("cpu_threads"):
         torch.set_num_threads(int(cfg["cpu_threads"]))
-    run_dir = Path(cfg["run_dir"])
+    run_loc = cfg["run_dir"]  # a path, or an object store URI: rank 0 writes a node-local mirror and syncs it up
+    run_dir = storage.mirror(run_loc, exclude=CHECKPOINTS) if rank == 0 else Path(tempfile.gettempdir())
     log = MetricsLog(run_dir, rank == 0, cfg.get("mlflow"))
     method = cfg["method"]
 
+    def sync_run_dir() -> None:
+        if rank == 0:
+            storage.sync_up(run_dir, run_loc, exclude=CHECKPOINTS)
+
     model = load_model(
-        cfg["base_model"],
+        storage.local(cfg["base_model"]),
         method,
         device,
         compute_dtype=cfg["compute_dtype"],
         lora=LoraSettings(**cfg["lora"]),
         gradient_checkpointing=cfg["gradient_checkpointing"],
         attn_implementation=cfg["attn_implementation"],
-        init_adapter=cfg.get("init_adapter"),
+        init_adapter=storage.local(cfg["init_adapter"]) if cfg.get("init_adapter") else None,
     )
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"])
@@ -335,6 +342,7 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
         if rank != 0:
             ray.train.report(metrics)
             return
+        sync_run_dir()  # the run's files up to this step are stored before the checkpoint that resumes from them
         with tempfile.TemporaryDirectory(prefix="tfpredict-ckpt-") as d:
             _save_weights(model, method, Path(d) / WEIGHTS)
             torch.save(
@@ -450,6 +458,7 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any]:
     if not state["stopped_early"] and state["step"] < total_steps:
         report({"step": float(state["step"])}, with_checkpoint=True)  # data ran out before max_steps
     log.close()
+    sync_run_dir()
     return {
         k: state[k] for k in ("step", "epoch", "best_eval_loss", "first_eval_loss", "stopped_early", "trained_tokens")
     }

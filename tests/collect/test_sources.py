@@ -653,3 +653,16 @@ def test_azure_unknown_project_and_server_error() -> None:
         with pytest.raises(SourceApiError, match=r"failed with HTTP 500 4 times .*: boom; retry later"):
             azure_devops_repos(cfg.model_copy(update={"project": "Networking"}), sleep=sleeps.append)
     assert sleeps == [1.0, 2.0, 4.0]
+
+
+def test_no_user_entry_becomes_a_synthetic_source(tmp_path: Path) -> None:
+    """Only the synthetic config makes sources that workers build from a spec (origin=synthetic): a URL, a CSV
+    label named like the spec, or a YAML ``origin`` key never does."""
+    with pytest.raises(SourceError, match=r"scheme 'synthetic://' is not allowed"):
+        from_urls(["synthetic://0123456789abcdef/synth-0000-app"])
+    csv = write(tmp_path / "r.csv", "url,spec,synthetic\nhttps://github.com/acme/a.git,{},synth-0000-app\n")
+    [src] = from_manifest(csv)
+    assert src.origin == "manifest" and src.labels["spec"] == "{}"  # a plain label; collect never reads it
+    yml = write(tmp_path / "r.yaml", "- url: https://github.com/acme/a.git\n  origin: synthetic\n")
+    with pytest.raises(SourceError, match="origin"):
+        from_manifest(yml)

@@ -351,3 +351,22 @@ def test_cloud_repos_need_the_static_planner(core_corpus: list[SyntheticRepo], s
     res = plan_workspace(_files_at(aws, aws.commits[-1]), ".", sandbox)
     assert (res.status, res.step) == ("error", "init")
     assert "provider registry.terraform.io/hashicorp/aws was not found in any of the search locations" in res.error
+
+
+def test_a_repo_built_from_its_ref_on_another_node_has_the_generators_commits(tmp_path: Path) -> None:
+    import git
+
+    from pipelines.collect.synthetic.corpus import materialize, repo_refs
+
+    cfg = SyntheticConfig(n_repos=3, seed=5, commits_per_repo=2, cloud_fraction=0.0)
+    corpus = generate_corpus(cfg, tmp_path / "driver")
+    refs = repo_refs(cfg)
+    for repo, (url, name, spec) in zip(corpus, refs, strict=True):
+        path = materialize(spec, tmp_path / "worker")
+        assert name == repo.name and url.startswith("synthetic://") and url.endswith(f"/{name}")
+        shas = [c.hexsha for c in git.Repo(path).iter_commits("main")][::-1]
+        assert tuple(shas) == repo.commits
+        mtime = (path / ".git" / "HEAD").stat().st_mtime_ns
+        assert materialize(spec, tmp_path / "worker") == path and (path / ".git" / "HEAD").stat().st_mtime_ns == mtime
+    others = {u for u, _, _ in repo_refs(cfg.model_copy(update={"seed": 6}))}
+    assert others.isdisjoint(u for u, _, _ in refs)  # another corpus never reuses these repos

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.collect.synthetic import SyntheticConfig, generate_corpus
+from pipelines.collect.synthetic.corpus import repo_refs
 from pipelines.dataset import split as split_lib
 from pipelines.dataset.validate import validate_file
 from pipelines.ids import repo_id, synthetic_repo_id
@@ -172,7 +173,7 @@ def test_adding_repositories_keeps_every_example_in_its_split(
         pq.write_table(table.from_pylist(rows, schema=table.schema), out.parent / name / "plans.parquet")
         return f"plan_prediction.plans_path={out.parent / name / 'plans.parquet'}"
 
-    synthetic = [r.url for r in collected["repos"]]
+    synthetic = [url for url, _, _ in repo_refs(SyntheticConfig(**SYNTH))]  # the plans' source_url, by repo
     ids = [synthetic_repo_id(SYNTH["seed"], r.name) for r in collected["repos"]]
     # pick the salt that puts repo 0 in train and repo 2 in test: the growth assertions below then always have
     # examples in both to keep in place

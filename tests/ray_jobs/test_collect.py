@@ -22,7 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.collect.synthetic import load_manifest
+from pipelines.collect.synthetic import generate_corpus
+from pipelines.collect.synthetic.corpus import repo_refs
 from ray_jobs import collect
 from schemas.config import load_config
 from tests.collect.test_hcl import HANGING_HCL
@@ -203,13 +204,17 @@ def test_blocked_code_never_ran_and_symlink_target_never_read(run: dict[str, Any
     assert [f["path"] for f in sym["files"]] == ["main.tf"]
 
 
-def test_synthetic_ground_truth_matches_the_generator(run: dict[str, Any]) -> None:
-    corpus = load_manifest(run["root"] / "out" / "synthetic")
+def test_synthetic_ground_truth_matches_the_generator(run: dict[str, Any], tmp_path: Path) -> None:
+    """The workers built each repo where they cloned it; the same corpus generated here has the same commits."""
+    corpus = generate_corpus(run["cfg"].sources.synthetic, tmp_path / "synthetic")
+    url = {name: u for u, name, _ in repo_refs(run["cfg"].sources.synthetic)}
+    assert {r["source_url"] for r in run["repos"].values() if r["origin"] == "synthetic"} == set(url.values())
+    assert all(u.startswith("synthetic://") for u in url.values())
     by_key = {(p["source_url"], p["commit_sha"], p["path"], p["prior"]): p for p in run["plans"]}
     checked, kinds = 0, set()
     for repo in corpus:
         for (sha, ws), expected in repo.expected.items():
-            row = by_key.get((repo.url, sha, ws, None))
+            row = by_key.get((url[repo.name], sha, ws, None))
             if row is None:  # history mode plans later commits against their parent only
                 continue
             assert row["plan_status"] == "ok", (repo.name, row["plan_error"])
@@ -218,7 +223,7 @@ def test_synthetic_ground_truth_matches_the_generator(run: dict[str, Any]) -> No
             assert got == expected, (repo.name, sha, ws)
             checked += 1
         for (prior, sha, ws), expected in repo.expected_history.items():
-            row = by_key[(repo.url, sha, ws, prior)]
+            row = by_key[(url[repo.name], sha, ws, prior)]
             got = [{"address": c["address"], "actions": c["actions"]} for c in row["resource_changes"]]
             assert (row["plan_status"], row["planner"]) == ("ok", "terraform")
             assert got == expected, (repo.name, prior, sha, ws)

@@ -339,3 +339,40 @@ def load_manifest(out_dir: Path) -> list[SyntheticRepo]:
             "run generate_corpus again to rebuild it"
         )
     return [_repo_from_entry(Path(out_dir), e) for e in data["repos"]]
+
+
+# --------------------------------------------------------------------------------------------------
+# Repos built where they are cloned
+# --------------------------------------------------------------------------------------------------
+SCHEME = "synthetic://"
+
+
+def repo_refs(cfg: SyntheticConfig) -> list[tuple[str, str, str]]:
+    """``(url, name, spec)`` per repo of the corpus, without building any: the URL names the repo's commits
+    (``synthetic://<key>/<name>``, the same on every machine), the spec is what ``materialize`` needs to
+    build it on whichever node collects it (so no node reads another's disk for the corpus)."""
+    flavor = resolve_flavor(cfg)
+    out = []
+    for i in range(cfg.n_repos):
+        spec = _repo_spec(cfg, i, flavor)
+        blob = json.dumps({"config": cfg.model_dump(), "index": i, "flavor": flavor}, sort_keys=True)
+        out.append((f"{SCHEME}{_key(spec)}/{spec.name}", spec.name, blob))
+    return out
+
+
+def _key(spec: _Spec) -> str:
+    """Content and commit dates (which the index sets): equal keys, equal SHAs."""
+    return hashlib.sha256(f"{spec.digest()}:{spec.index}".encode()).hexdigest()[:16]
+
+
+def materialize(spec_json: str, root: Path) -> Path:
+    """Build (once per node: the path names the commits) the repo a ``repo_refs`` spec describes; its path."""
+    from pipelines.storage import node_lock
+
+    d = json.loads(spec_json)
+    spec = _repo_spec(SyntheticConfig(**d["config"]), int(d["index"]), d["flavor"])
+    path = Path(root) / _key(spec) / spec.name
+    with node_lock(path.with_name(f".{spec.name}.lock")):
+        if _head(path) is None:
+            _build_repo(spec, path)
+    return path
