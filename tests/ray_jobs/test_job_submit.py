@@ -226,6 +226,17 @@ def test_an_output_dir_only_the_drivers_node_sees_is_refused(cluster: Cluster) -
     assert "Traceback" not in logs and not list(hidden.glob("*.parquet"))
 
 
+def test_a_shared_path_that_links_to_the_drivers_disk_is_refused(cluster: Cluster, tmp_path: Path) -> None:
+    """Indirection: the path names a directory every node sees, but it is a symlink into the head's disk."""
+    hidden = cluster.head_root / "tmp" / "linked"
+    hidden.mkdir(parents=True)
+    (tmp_path / "out").symlink_to(hidden)
+    r = cluster.submit("linked", "python", "-m", "ray_jobs.collect", f"output_dir={tmp_path / 'out'}",
+                       f"sources.synthetic={json.dumps(SYNTH)}")  # fmt: skip
+    assert r.returncode != 0 and cluster.status("linked") == "FAILED"
+    assert f"output_dir={hidden} is local to the driver's node" in cluster.logs("linked")
+
+
 def test_collect_as_a_job_plans_only_on_the_terraform_node(cluster: Cluster, tmp_path: Path) -> None:
     out = tmp_path / "collected"  # a directory every node sees (the shared volume of a real cluster)
     r = cluster.submit("collect", "python", "-m", "ray_jobs.collect", f"output_dir={out}",
