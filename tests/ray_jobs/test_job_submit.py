@@ -161,6 +161,18 @@ def cluster() -> Iterator[Cluster]:
         while len(_nodes(c)) < 3:
             assert all(p.poll() is None for p in procs) and time.monotonic() < deadline, log_tail()
             time.sleep(1)
+        # the dashboard answers before its job agent is up ("No available agent to submit job"): one trivial job
+        # through, and the cluster takes submissions
+        while True:
+            try:
+                ready = c.client().submit_job(entrypoint="true")
+                break
+            except RuntimeError as e:
+                assert "No available agent" in str(e) and time.monotonic() < deadline + 120, f"{e}\n{log_tail()}"
+                time.sleep(2)
+        while c.status(ready) not in {"SUCCEEDED", "FAILED", "STOPPED"}:
+            assert time.monotonic() < deadline + 240, log_tail()
+            time.sleep(1)
         yield c
     finally:
         for p in reversed(procs):
