@@ -116,7 +116,7 @@ def cluster() -> Iterator[Cluster]:
     import boto3
 
     root = Path(tempfile.mkdtemp(prefix="tfc-", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
-    s3_port, port, dash = _free_port(), _free_port(), _free_port()
+    s3_port, port, dash, agent = _free_port(), _free_port(), _free_port(), _free_port()
     base = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "AWS_", "TFPREDICT_"))}
     base |= {"RAY_AUTH_MODE": "disabled", "PATH": f"{BIN}{os.pathsep}{base['PATH']}", "RAY_USAGE_STATS_ENABLED": "0",
              "AWS_ACCESS_KEY_ID": "ci", "AWS_SECRET_ACCESS_KEY": "ci", "AWS_REGION": "us-east-1",
@@ -137,7 +137,9 @@ def cluster() -> Iterator[Cluster]:
         head_env = _node_env(base, head_root)
         start("head", [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
                        "--num-cpus=0", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-                       f"--dashboard-port={dash}", f"--temp-dir={head_root / 'ray'}", "--disable-usage-stats"],
+                       f"--dashboard-port={dash}", f"--dashboard-agent-listen-port={agent}",  # the job agent: not
+                       # the default port, which the session's cluster (tests/conftest.py) already holds
+                       f"--temp-dir={head_root / 'ray'}", "--disable-usage-stats"],
               head_env)  # fmt: skip
         s3 = boto3.client("s3", endpoint_url=base["AWS_ENDPOINT_URL"], aws_access_key_id="ci",
                           aws_secret_access_key="ci", region_name="us-east-1")  # fmt: skip
